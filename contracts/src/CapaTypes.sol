@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+/// @notice Values shared by the three contracts and by the Python side (proofs/, scheduler/).
+/// @dev The numbers are part of the wire format: EIP-712 messages carry them as uint8.
+library TeeKind {
+    uint8 internal constant SGX = 1;
+    uint8 internal constant TDX = 2;
+    uint8 internal constant SEV_SNP = 3;
+    uint8 internal constant NVIDIA_CC = 4;
+    /// Simulated enclave: a real sandbox without hardware. INSECURE; devnets only.
+    uint8 internal constant SIM = 5;
+    uint8 internal constant MAX = 5;
+
+    function isKnown(uint8 kind) internal pure returns (bool) {
+        return kind >= SGX && kind <= MAX;
+    }
+
+    /// Bit `kind` of a kind mask; bit 0 is unused.
+    function bit(uint8 kind) internal pure returns (uint8) {
+        return uint8(1 << kind);
+    }
+}
+
+/// @notice TCB status as verified off-chain, ordered so that higher is better.
+library TcbStatus {
+    uint8 internal constant REVOKED = 0;
+    uint8 internal constant OUT_OF_DATE = 1;
+    uint8 internal constant OUT_OF_DATE_CONFIGURATION_NEEDED = 2;
+    uint8 internal constant CONFIGURATION_AND_SW_HARDENING_NEEDED = 3;
+    uint8 internal constant CONFIGURATION_NEEDED = 4;
+    uint8 internal constant SW_HARDENING_NEEDED = 5;
+    uint8 internal constant UP_TO_DATE = 6;
+}
+
+/// @notice A provider's signed price quote. `jobId` zero makes it a standing offer that any
+/// one request may take; a non-zero `jobId` binds the quote to one job.
+struct Offer {
+    address provider;
+    uint8 teeKind;
+    bytes32 measurement;
+    uint256 price;
+    uint64 maxDuration;
+    uint64 validUntil;
+    bytes32 jobId;
+    uint256 nonce;
+}
+
+/// @notice What a client asks for. `teeKinds` is a bit mask of accepted kinds (bit = kind);
+/// `measurement` zero accepts any allowlisted measurement of those kinds.
+struct JobRequest {
+    bytes32 specHash;
+    bytes32 inputHash;
+    uint8 teeKinds;
+    bytes32 measurement;
+    uint8 minTcbStatus;
+    uint256 maxPrice;
+    uint64 deadline;
+    uint256 nonce;
+}
+
+/// @notice What a verifier committee member signs after checking a provider's evidence.
+struct KeyAttestation {
+    address provider;
+    address enclaveKey;
+    uint8 teeKind;
+    bytes32 measurement;
+    uint8 tcbStatus;
+    bytes32 evidenceHash;
+    uint64 expiresAt;
+}

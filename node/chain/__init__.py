@@ -1,0 +1,1 @@
+"""Chain client: contract artifacts, EIP-712 typed data, deployment, transactions."""

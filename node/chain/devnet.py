@@ -1,0 +1,123 @@
+"""`make demo` for now: start anvil, deploy the three contracts, print their addresses.
+
+Later issues grow this into the full job end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from dataclasses import dataclass
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from rich.console import Console
+from rich.table import Table
+
+from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
+from node.chain.client import ChainClient
+from node.chain.deploy import Deployment, MarketConfig, deploy_market
+from node.chain.market import Market
+from node.chain.typed_data import KeyAttestation
+
+TCB_OUT_OF_DATE = 1
+TCB_UP_TO_DATE = 6
+
+console = Console()
+
+
+def devnet_peer_id(address: str) -> bytes:
+    """A well-formed libp2p peer id (identity multihash of an Ed25519 key) derived from `address`.
+
+    Real providers register their own identity; devnets only need distinct, parseable ones.
+    """
+    ed25519_public_key_protobuf = b"\x08\x01\x12\x20" + keccak(text=address)
+    return b"\x00" + bytes([len(ed25519_public_key_protobuf)]) + ed25519_public_key_protobuf
+
+
+@dataclass(frozen=True)
+class SeededProvider:
+    """A staked provider with one registered enclave key, ready to take jobs."""
+
+    account: LocalAccount
+    enclave: LocalAccount
+    tee_kind: int
+    measurement: bytes
+
+
+def seed_provider(
+    market: Market,
+    governance: LocalAccount,
+    committee: list[LocalAccount],
+    provider: LocalAccount,
+    *,
+    tee_kind: int,
+    measurement: bytes,
+    stake: int,
+    enclave: LocalAccount | None = None,
+    tcb_status: int = TCB_UP_TO_DATE,
+    key_lifetime: int = 7 * 24 * 3600,
+) -> SeededProvider:
+    """Allow the kind and measurement, stake the provider and register an enclave key.
+
+    The committee here signs without looking at evidence: that is the devnet shortcut.
+    Real verifiers sign only after proofs/ accepted the provider's evidence.
+    """
+    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    if int(market.client.call("AttestationVerifier", market.verifier.functions.threshold())) == 0:
+        market.set_committee(governance, [m.address for m in committee], [], len(committee))
+    market.set_kind_policy(governance, tee_kind, True, TCB_OUT_OF_DATE)
+    market.approve_measurement(governance, tee_kind, measurement, now + 365 * 24 * 3600)
+    market.register_provider(provider, devnet_peer_id(provider.address), stake)
+    key = enclave or Account.create()
+    attestation = KeyAttestation(
+        provider=provider.address,
+        enclave_key=key.address,
+        tee_kind=tee_kind,
+        measurement=measurement,
+        tcb_status=tcb_status,
+        evidence_hash=keccak(b"devnet evidence for " + key.address.encode()),
+        expires_at=now + key_lifetime,
+    )
+    market.register_key(provider, attestation, market.committee_signatures(attestation, committee))
+    return SeededProvider(provider, key, tee_kind, measurement)
+
+
+def print_deployment(deployment: Deployment, rpc_url: str) -> None:
+    table = Table(title=f"CapaCloud contracts on chain {deployment.chain_id} ({rpc_url})")
+    table.add_column("contract")
+    table.add_column("address")
+    table.add_row("ProviderRegistry", deployment.registry)
+    table.add_row("AttestationVerifier", deployment.verifier)
+    table.add_row("JobMarket", deployment.market)
+    table.add_row("governance", deployment.governance)
+    console.print(table)
+
+
+def deploy_and_print(rpc_url: str, *, sim_allowed: bool = False) -> Deployment:
+    client = ChainClient(rpc_url)
+    deployer = Account.from_key(DEV_PRIVATE_KEYS[0])
+    deployment = deploy_market(client, deployer, MarketConfig(sim_allowed=sim_allowed))
+    print_deployment(deployment, rpc_url)
+    return deployment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep anvil running until Ctrl-C after deploying"
+    )
+    args = parser.parse_args()
+    with run_anvil() as anvil:
+        console.print(f"anvil listening at {anvil.rpc_url} (chain id {anvil.chain_id})")
+        # A devnet may enable SIM; the verifier still refuses it until a policy enables it.
+        deploy_and_print(anvil.rpc_url, sim_allowed=True)
+        if args.keep:
+            console.print("anvil keeps running; Ctrl-C stops it")
+            with contextlib.suppress(KeyboardInterrupt):
+                anvil.process.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Errors of the chain client, in the market's words."""
+
+from __future__ import annotations
+
+
+class ChainError(Exception):
+    """Base of every chain-side failure."""
+
+
+class ArtifactError(ChainError):
+    """A committed contract artifact is missing, malformed or stale."""
+
+
+class RpcUnavailable(ChainError):
+    """The JSON-RPC endpoint did not answer in time or refused the connection."""
+
+
+class WrongChain(ChainError):
+    """The endpoint serves another chain id than the one configured."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"RPC serves chain id {actual}, expected {expected}")
+        self.expected = expected
+        self.actual = actual
+
+
+class ContractRevert(ChainError):
+    """A call or transaction reverted; `error` is the decoded custom error name when known."""
+
+    def __init__(self, contract: str, error: str, args: tuple[object, ...], raw: bytes) -> None:
+        shown = ", ".join(_show(a) for a in args)
+        super().__init__(f"{contract} reverted: {error}({shown})")
+        self.contract = contract
+        self.error = error
+        self.args_decoded = args
+        self.raw = raw
+
+
+class TransactionFailed(ChainError):
+    """A mined transaction has status 0 without revert data we could decode."""
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)

@@ -1,0 +1,42 @@
+"""Entry point of `capa`: one Typer app; each area adds its commands as a sub-app."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from node import __version__
+from node.cli.chain import chain_app
+
+app = typer.Typer(
+    name="capa",
+    help="CapaCloud node: confidential compute marketplace (provider, client, verifier).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(chain_app, name="chain")
+
+console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"capa {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """CapaCloud node: confidential compute marketplace."""
+
+
+def main() -> None:
+    app()

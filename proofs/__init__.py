@@ -1,0 +1,1 @@
+"""Pure library: TEE evidence formats, verification, policy, report-data binding, receipts."""

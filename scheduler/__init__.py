@@ -1,0 +1,1 @@
+"""Pure library: offers, job requirements, matching, scoring, bid strategy, capacity, reasons."""

@@ -1,0 +1,87 @@
+"""The EIP-712 digests, job ids and batch roots computed in Python equal the contracts'."""
+
+from __future__ import annotations
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.chain.market import Market
+from node.chain.typed_data import (
+    JobRequest,
+    KeyAttestation,
+    Offer,
+    Result,
+    ResultBatch,
+    merkle_root,
+)
+
+words = st.binary(min_size=32, max_size=32)
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: Account.from_key(keccak(b)).address)
+uint64s = st.integers(min_value=0, max_value=2**64 - 1)
+uint256s = st.integers(min_value=0, max_value=2**256 - 1)
+uint8s = st.integers(min_value=0, max_value=255)
+
+offers = st.builds(Offer, addresses, uint8s, words, uint256s, uint64s, uint64s, words, uint256s)
+requests = st.builds(JobRequest, words, words, uint8s, words, uint8s, uint256s, uint64s, uint256s)
+attestations = st.builds(
+    KeyAttestation, addresses, addresses, uint8s, words, uint8s, words, uint64s
+)
+
+few = settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def test_domain_separators_match(market: Market) -> None:
+    assert market.market.functions.domainSeparator().call() == market.market_domain.separator()
+    assert market.verifier.functions.domainSeparator().call() == market.verifier_domain.separator()
+
+
+@few
+@given(offer=offers)
+def test_offer_digest_matches(market: Market, offer: Offer) -> None:
+    on_chain = market.market.functions.offerDigest(offer.as_abi_tuple()).call()
+    assert on_chain == offer.digest(market.market_domain)
+
+
+@few
+@given(request=requests, client=addresses)
+def test_job_request_hash_and_job_id_match(
+    market: Market, request: JobRequest, client: str
+) -> None:
+    fns = market.market.functions
+    assert fns.hashJobRequest(request.as_abi_tuple()).call() == request.struct_hash()
+    assert fns.jobIdFor(client, request.as_abi_tuple()).call() == request.job_id(client)
+
+
+@few
+@given(job_id=words, provider=addresses, input_hash=words, output_hash=words)
+def test_result_digest_matches(
+    market: Market, job_id: bytes, provider: str, input_hash: bytes, output_hash: bytes
+) -> None:
+    on_chain = market.market.functions.resultDigest(
+        job_id, provider, input_hash, output_hash
+    ).call()
+    assert on_chain == Result(job_id, provider, input_hash, output_hash).digest(
+        market.market_domain
+    )
+
+
+@few
+@given(att=attestations)
+def test_key_attestation_digest_matches(market: Market, att: KeyAttestation) -> None:
+    on_chain = market.verifier.functions.keyAttestationDigest(att.as_abi_tuple()).call()
+    assert on_chain == att.digest(market.verifier_domain)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 100])
+def test_batch_root_and_digest_match(market: Market, n: int) -> None:
+    leaves = [keccak(b"leaf %d" % i) for i in range(n)]
+    root = merkle_root(leaves)
+    assert market.market.functions.merkleRoot(leaves).call() == root
+    provider = Account.from_key(keccak(b"p")).address
+    on_chain = market.market.functions.resultBatchDigest(provider, root, n).call()
+    assert on_chain == ResultBatch(provider, root, n).digest(market.market_domain)
