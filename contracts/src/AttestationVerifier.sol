@@ -26,8 +26,10 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
         uint8 minTcbStatus;
     }
 
-    /// @dev One slot so that a key check costs one read for the measurement.
+    /// @dev One slot, kept both by id (for key checks) and by value (for offers), so that
+    /// either check costs one read.
     struct MeasurementStatus {
+        uint32 id;
         uint8 teeKind;
         uint40 notAfter;
         bool revoked;
@@ -82,7 +84,7 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
     bool public immutable SIM_ALLOWED;
 
     mapping(uint8 => KindPolicy) public kindPolicy;
-    mapping(uint8 => mapping(bytes32 => uint32)) public measurementIdOf;
+    mapping(uint8 => mapping(bytes32 => MeasurementStatus)) internal _measurementByValue;
     mapping(uint32 => MeasurementStatus) public measurementStatus;
     mapping(uint32 => bytes32) public measurementValue;
     uint32 public measurementCount;
@@ -146,22 +148,25 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
     {
         if (!TeeKind.isKnown(teeKind)) revert UnknownTeeKind(teeKind);
         if (teeKind == TeeKind.SIM && !SIM_ALLOWED) revert SimNotAllowed();
-        id = measurementIdOf[teeKind][measurement];
+        MeasurementStatus memory m = _measurementByValue[teeKind][measurement];
+        id = m.id;
         if (id == 0) {
             id = ++measurementCount;
-            measurementIdOf[teeKind][measurement] = id;
             measurementValue[id] = measurement;
-        } else if (measurementStatus[id].revoked) {
+        } else if (m.revoked) {
             revert MeasurementRevoked(id);
         }
-        measurementStatus[id] = MeasurementStatus(teeKind, notAfter, false);
+        m = MeasurementStatus(id, teeKind, notAfter, false);
+        _measurementByValue[teeKind][measurement] = m;
+        measurementStatus[id] = m;
         emit MeasurementApproved(teeKind, measurement, id, notAfter);
     }
 
     /// @notice Revoke a measurement: every key registered under it stops being valid at once.
     function revokeMeasurement(uint8 teeKind, bytes32 measurement) external onlyRole(REVOKER_ROLE) {
-        uint32 id = measurementIdOf[teeKind][measurement];
+        uint32 id = _measurementByValue[teeKind][measurement].id;
         if (id == 0) revert MeasurementNotAllowed(teeKind, measurement);
+        _measurementByValue[teeKind][measurement].revoked = true;
         measurementStatus[id].revoked = true;
         emit MeasurementRevokedEvent(teeKind, measurement, id);
     }
@@ -247,6 +252,11 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
         return (k.teeKind, k.measurementId, k.tcbStatus);
     }
 
+    /// @notice The id given to `measurement` of `teeKind` when first approved; zero if never.
+    function measurementIdOf(uint8 teeKind, bytes32 measurement) external view returns (uint32) {
+        return _measurementByValue[teeKind][measurement].id;
+    }
+
     function activeMeasurementId(uint8 teeKind, bytes32 measurement) external view returns (uint32) {
         return _activeMeasurementId(teeKind, measurement);
     }
@@ -278,9 +288,9 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
     // ---------------------------------------------------------------- internal
 
     function _activeMeasurementId(uint8 teeKind, bytes32 measurement) internal view returns (uint32 id) {
-        id = measurementIdOf[teeKind][measurement];
+        MeasurementStatus memory m = _measurementByValue[teeKind][measurement];
+        id = m.id;
         if (id == 0) revert MeasurementNotAllowed(teeKind, measurement);
-        MeasurementStatus memory m = measurementStatus[id];
         if (m.revoked) revert MeasurementRevoked(id);
         if (m.notAfter <= block.timestamp) revert MeasurementExpired(id, m.notAfter);
     }

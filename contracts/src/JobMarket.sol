@@ -32,7 +32,8 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Three slots. `teeKinds` is a mask of accepted kinds; `measurementId` zero accepts
-    /// any allowlisted measurement of those kinds.
+    /// any allowlisted measurement of those kinds. In a final state client and price read
+    /// zero (see `_clearMoneyFields`); the events keep the full history.
     struct Job {
         address client;
         uint96 price;
@@ -115,8 +116,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         uint256 price,
         uint64 deadline,
         bytes32 specHash,
-        bytes32 inputHash,
-        uint256 offerNonce
+        bytes32 inputHash
     );
     event JobPosted(
         bytes32 indexed jobId,
@@ -130,8 +130,9 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         uint64 deadline
     );
     event JobAccepted(bytes32 indexed jobId, address indexed provider);
+    /// `payout` is the price less the protocol fee.
     event JobSettled(
-        bytes32 indexed jobId, address indexed provider, address enclaveKey, bytes32 outputHash, uint256 payout, uint256 fee
+        bytes32 indexed jobId, address indexed provider, address enclaveKey, bytes32 outputHash, uint256 payout
     );
     event JobRefunded(bytes32 indexed jobId, address indexed client, uint256 refund, uint256 slashed);
     event JobCancelled(bytes32 indexed jobId, address indexed client, uint256 refund);
@@ -165,7 +166,6 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     function matchJob(JobRequest calldata req, Offer calldata offer, bytes calldata offerSignature)
         external
         payable
-        nonReentrant
         returns (bytes32 jobId)
     {
         jobId = jobIdFor(msg.sender, req);
@@ -180,7 +180,13 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
 
         address signer = ECDSA.recover(_hashTypedDataV4(hashOffer(offer)), offerSignature);
         if (signer != offer.provider) revert BadOfferSignature(signer, offer.provider);
-        _useNonce(offer.provider, offer.nonce);
+        // A quote bound to this job cannot be replayed (the job exists after this call): only
+        // honour its cancellation. A standing offer is spent here.
+        if (offer.jobId == bytes32(0)) {
+            _useNonce(offer.provider, offer.nonce);
+        } else if (_isNonceUsed(offer.provider, offer.nonce)) {
+            revert NonceUsed(offer.provider, offer.nonce);
+        }
         if (!REGISTRY.isEligible(offer.provider)) revert ProviderNotEligible(offer.provider);
         uint32 measurementId = VERIFIER.activeMeasurementId(offer.teeKind, offer.measurement);
         if (req.measurement != bytes32(0) && req.measurement != offer.measurement) {
@@ -199,11 +205,11 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
             measurementId: measurementId,
             inputHash: req.inputHash
         });
-        emit JobMatched(jobId, msg.sender, offer.provider, offer.price, deadline, req.specHash, req.inputHash, offer.nonce);
+        emit JobMatched(jobId, msg.sender, offer.provider, offer.price, deadline, req.specHash, req.inputHash);
     }
 
     /// @notice Post an open job that any eligible staked provider may accept; escrows maxPrice.
-    function postJob(JobRequest calldata req) external payable nonReentrant returns (bytes32 jobId) {
+    function postJob(JobRequest calldata req) external payable returns (bytes32 jobId) {
         jobId = jobIdFor(msg.sender, req);
         if (_jobs[jobId].state != State.None) revert JobExists(jobId);
         if (req.deadline <= block.timestamp) revert DeadlinePassed(req.deadline);
@@ -264,8 +270,9 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         if (msg.sender != job.client) revert NotClient(msg.sender);
         job.state = State.Cancelled;
         uint256 refund = job.price;
-        _credit(job.client, refund);
-        emit JobCancelled(jobId, job.client, refund);
+        _clearMoneyFields(job);
+        _credit(msg.sender, refund);
+        emit JobCancelled(jobId, msg.sender, refund);
     }
 
     // ---------------------------------------------------------------- providers
@@ -283,10 +290,11 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
 
         job.state = State.Settled;
         uint256 price = job.price;
+        _clearMoneyFields(job);
         uint256 fee = (price * FEE_BPS) / BPS;
         _credit(provider, price - fee);
         feesAccrued += fee;
-        emit JobSettled(jobId, provider, key, outputHash, price - fee, fee);
+        emit JobSettled(jobId, provider, key, outputHash, price - fee);
     }
 
     /// @notice Settle several jobs of one provider with one enclave signature over
@@ -341,9 +349,10 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         _checkRequirements(job, facts.teeKind, facts.measurementId, facts.tcbStatus);
         job.state = State.Settled;
         uint256 price = job.price;
+        _clearMoneyFields(job);
         fee = (price * FEE_BPS) / BPS;
         payout = price - fee;
-        emit JobSettled(jobId, provider, key, outputHash, payout, fee);
+        emit JobSettled(jobId, provider, key, outputHash, payout);
     }
 
     /// @notice Invalidate offer nonces (bits of `mask` in word `wordPos`) before anyone uses them.
@@ -362,6 +371,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         job.state = State.Refunded;
         uint256 price = job.price;
         address client = job.client;
+        _clearMoneyFields(job);
         _credit(client, price);
         uint256 slashed = REGISTRY.slash(job.provider, (price * SLASH_BPS) / BPS);
         emit JobRefunded(jobId, client, price, slashed);
@@ -406,35 +416,42 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     }
 
     function isNonceUsed(address provider, uint256 nonce) external view returns (bool) {
-        return nonceBitmap[provider][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+        return _isNonceUsed(provider, nonce);
     }
 
     function jobIdFor(address client, JobRequest calldata req) public pure returns (bytes32) {
         return keccak256(abi.encode(client, hashJobRequest(req)));
     }
 
-    function hashOffer(Offer calldata o) public pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                OFFER_TYPEHASH, o.provider, o.teeKind, o.measurement, o.price, o.maxDuration, o.validUntil, o.jobId, o.nonce
-            )
-        );
+    /// @dev Both structs are static, so their calldata is already their ABI encoding: hash
+    /// it in place behind the typehash. Narrow fields are range-checked first, as the ABI
+    /// decoder would, so that no two encodings of one message hash differently.
+    function hashOffer(Offer calldata o) public pure returns (bytes32 h) {
+        bytes32 typehash = OFFER_TYPEHASH;
+        assembly ("memory-safe") {
+            if or(
+                or(shr(160, calldataload(o)), shr(8, calldataload(add(o, 0x20)))),
+                or(shr(64, calldataload(add(o, 0x80))), shr(64, calldataload(add(o, 0xa0))))
+            ) { revert(0, 0) }
+            let m := mload(0x40)
+            mstore(m, typehash)
+            calldatacopy(add(m, 0x20), o, 0x100)
+            h := keccak256(m, 0x120)
+        }
     }
 
-    function hashJobRequest(JobRequest calldata r) public pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                JOB_REQUEST_TYPEHASH,
-                r.specHash,
-                r.inputHash,
-                r.teeKinds,
-                r.measurement,
-                r.minTcbStatus,
-                r.maxPrice,
-                r.deadline,
-                r.nonce
-            )
-        );
+    function hashJobRequest(JobRequest calldata r) public pure returns (bytes32 h) {
+        bytes32 typehash = JOB_REQUEST_TYPEHASH;
+        assembly ("memory-safe") {
+            if or(
+                or(shr(8, calldataload(add(r, 0x40))), shr(8, calldataload(add(r, 0x80)))),
+                shr(64, calldataload(add(r, 0xc0)))
+            ) { revert(0, 0) }
+            let m := mload(0x40)
+            mstore(m, typehash)
+            calldatacopy(add(m, 0x20), r, 0x100)
+            h := keccak256(m, 0x120)
+        }
     }
 
     function offerDigest(Offer calldata o) external view returns (bytes32) {
@@ -521,6 +538,10 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         return requested < byOffer ? requested : byOffer;
     }
 
+    function _isNonceUsed(address provider, uint256 nonce) internal view returns (bool) {
+        return nonceBitmap[provider][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+    }
+
     function _useNonce(address provider, uint256 nonce) internal {
         uint256 bit = 1 << (nonce & 0xff);
         uint256 word = nonceBitmap[provider][nonce >> 8];
@@ -543,6 +564,17 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
             balanceOf[client] = available - shortfall;
         } else if (paid > amount) {
             _credit(client, paid - amount);
+        }
+    }
+
+    /// @dev Once a job is final its money has moved: clearing client and price (slot 0)
+    /// returns a storage refund to whoever closes the job. State, provider, requirements and
+    /// input hash stay, so a final state is still provable and never changes. (Clearing the
+    /// input hash too would cost more than it returns in a batch, where refunds are capped
+    /// at a fifth of the gas used.)
+    function _clearMoneyFields(Job storage job) internal {
+        assembly ("memory-safe") {
+            sstore(job.slot, 0)
         }
     }
 

@@ -57,7 +57,6 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     event StatusChanged(address indexed provider, Status status);
     event SlashedSwept(address indexed to, uint256 amount);
     event MarketSet(address market);
-    event MinStakeSet(uint256 minStake);
     event UnbondingDelaySet(uint64 delay);
 
     /// Longest job a provider can be assigned (JobMarket caps deadlines with it).
@@ -65,8 +64,11 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     /// Time after a deadline during which a timeout can still be claimed and slashed.
     uint64 public immutable DISPUTE_WINDOW;
 
+    /// Stake below which a provider takes no new jobs. Fixed per deployment: it is read on
+    /// every match, and an immutable costs no storage read.
+    uint256 public immutable MIN_STAKE;
+
     address public market;
-    uint96 public minStake;
     uint64 public unbondingDelay;
 
     mapping(address => Provider) internal _providers;
@@ -76,14 +78,14 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     constructor(
         IERC20 token,
         address governance,
-        uint96 minStake_,
+        uint256 minStake_,
         uint64 maxJobDuration,
         uint64 disputeWindow,
         uint64 unbondingDelay_
     ) PaymentToken(token) Ownable(governance) {
         MAX_JOB_DURATION = maxJobDuration;
         DISPUTE_WINDOW = disputeWindow;
-        minStake = minStake_;
+        MIN_STAKE = minStake_;
         _setUnbondingDelay(unbondingDelay_);
     }
 
@@ -94,11 +96,6 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
         if (market != address(0)) revert MarketAlreadySet(market);
         market = market_;
         emit MarketSet(market_);
-    }
-
-    function setMinStake(uint96 minStake_) external onlyOwner {
-        minStake = minStake_;
-        emit MinStakeSet(minStake_);
     }
 
     function setUnbondingDelay(uint64 delay) external onlyOwner {
@@ -219,7 +216,7 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
 
     function isEligible(address provider) external view returns (bool) {
         Provider memory p = _providers[provider];
-        return p.status == Status.Active && p.stake >= minStake;
+        return p.status == Status.Active && p.stake >= MIN_STAKE;
     }
 
     function providerOf(address provider) external view returns (Provider memory) {

@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from node import __version__
+from node.cli.attest import attest_app
 from node.cli.chain import chain_app
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(chain_app, name="chain")
+app.add_typer(attest_app, name="attest")
 
 console = Console()
 

@@ -85,3 +85,16 @@ def test_batch_root_and_digest_match(market: Market, n: int) -> None:
     provider = Account.from_key(keccak(b"p")).address
     on_chain = market.market.functions.resultBatchDigest(provider, root, n).call()
     assert on_chain == ResultBatch(provider, root, n).digest(market.market_domain)
+
+
+def test_out_of_range_narrow_field_is_refused_not_hashed(market: Market) -> None:
+    """A uint8 word with high bits set must revert, not hash to a second id for one offer."""
+    offer = Offer(market.deployment.governance, 2, keccak(b"m"), 1, 2, 3, bytes(32), 4)
+    fn = market.market.functions.hashOffer(offer.as_abi_tuple())
+    calldata = bytes.fromhex(fn._encode_transaction_data()[2:])
+    dirty = bytearray(calldata)
+    dirty[4 + 32 + 30] = 1  # teeKind word becomes 0x102
+    w3 = market.client.w3
+    assert w3.eth.call({"to": market.deployment.market, "data": bytes(calldata)})
+    with pytest.raises(Exception):  # noqa: B017 - any revert; there is no reason string
+        w3.eth.call({"to": market.deployment.market, "data": bytes(dirty)})

@@ -1,0 +1,156 @@
+"""One entry point: evidence bytes, a collateral source and a time in; verified claims out.
+
+`verify_evidence` answers only "are these bytes genuine, signed by this chain, at this TCB
+status, at this time"; whether to accept them is `proofs.policy`'s question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from eth_utils.crypto import keccak
+
+from proofs.certificates import load_pem_chain, require_utc
+from proofs.claims import (
+    Claims,
+    EvidenceHash,
+    Measurement,
+    ReportData,
+    TeeKind,
+    tcb_status_from_intel_name,
+)
+from proofs.collateral_source import AmdCollateralRequest, CollateralSource, IntelCollateralRequest
+from proofs.errors import MalformedEvidence
+from proofs.intel_quote import (
+    IntelQuote,
+    SgxEnclaveReport,
+    looks_like_intel_quote,
+    parse_intel_quote,
+)
+from proofs.intel_verify import IntelVerification, platform_tcb_of_pck, verify_intel_quote
+from proofs.pinned_roots import AmdProduct
+from proofs.sev_snp import SnpTcb, looks_like_snp_report, parse_snp_report
+from proofs.sev_snp_verify import SnpVerification, verify_snp_report
+from proofs.sim import SimEvidence, looks_like_sim_evidence, verify_sim_evidence
+
+MAX_EVIDENCE_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class VerifiedEvidence:
+    claims: Claims
+    detail: IntelVerification | SnpVerification | SimEvidence
+
+
+def detect_kind(data: bytes) -> TeeKind:
+    if looks_like_sim_evidence(data):
+        return TeeKind.SIM
+    if looks_like_intel_quote(data):
+        return TeeKind.TDX if data[4:8] == b"\x81\x00\x00\x00" else TeeKind.SGX
+    if looks_like_snp_report(data):
+        return TeeKind.SEV_SNP
+    raise MalformedEvidence("not a known evidence format (SGX/TDX quote, SEV-SNP report, sim)")
+
+
+def intel_collateral_request(quote: IntelQuote) -> IntelCollateralRequest:
+    chain = load_pem_chain(quote.certification.pck_chain_pem, "PCK chain")
+    platform = platform_tcb_of_pck(chain[0])
+    ca_name = chain[1].subject.rfc4514_string().lower() if len(chain) > 1 else ""
+    return IntelCollateralRequest(
+        fmspc=platform.fmspc.hex(),
+        pck_ca="processor" if "processor" in ca_name else "platform",
+        tdx=quote.is_tdx,
+    )
+
+
+def _hex_ids(*values: bytes) -> tuple[str, ...]:
+    return tuple(v.hex() for v in values if any(v))
+
+
+def _intel_claims(result: IntelVerification, evidence_hash: EvidenceHash) -> Claims:
+    quote = result.quote
+    body = quote.body
+    if isinstance(body, SgxEnclaveReport):
+        kind, measurement = TeeKind.SGX, body.mr_enclave
+        signer_ids: tuple[str, ...] = (body.mr_signer.hex(),)
+    else:
+        kind, measurement = TeeKind.TDX, body.mr_td
+        signer_ids = (body.mr_seam.hex(), *_hex_ids(body.mr_owner, body.mr_config_id))
+    return Claims(
+        kind=kind,
+        version=quote.header.version,
+        measurement=Measurement(measurement),
+        report_data=ReportData(body.report_data),
+        debug=body.debug,
+        signer_ids=signer_ids,
+        tcb_status=tcb_status_from_intel_name(result.tcb.status),
+        tcb_status_name=result.tcb.status,
+        advisory_ids=result.tcb.advisory_ids,
+        evidence_hash=evidence_hash,
+        revocation_checked=result.pck_crl_checked,
+        valid_until=result.valid_until,
+    )
+
+
+def _snp_claims(result: SnpVerification, evidence_hash: EvidenceHash) -> Claims:
+    report = result.report
+    return Claims(
+        kind=TeeKind.SEV_SNP,
+        version=report.version,
+        measurement=Measurement(report.measurement),
+        report_data=ReportData(report.report_data),
+        debug=report.debug,
+        signer_ids=_hex_ids(report.id_key_digest, report.author_key_digest),
+        tcb_status=None,
+        tcb_status_name=None,
+        advisory_ids=None,
+        evidence_hash=evidence_hash,
+        valid_until=result.valid_until,
+    )
+
+
+def _sim_claims(evidence: SimEvidence, evidence_hash: EvidenceHash) -> Claims:
+    return Claims(
+        kind=TeeKind.SIM,
+        version=1,
+        measurement=Measurement(evidence.measurement),
+        report_data=ReportData(evidence.report_data),
+        debug=False,
+        signer_ids=(evidence.host_key,),
+        tcb_status=None,
+        tcb_status_name=None,
+        advisory_ids=None,
+        evidence_hash=evidence_hash,
+        insecure=True,
+        issued_at=evidence.issued_at,
+        revocation_checked=False,
+    )
+
+
+def verify_evidence(data: bytes, collateral: CollateralSource, at: datetime) -> VerifiedEvidence:
+    """Raises a ProofError subclass with a one-line reason when the evidence is not genuine."""
+    at = require_utc(at)
+    if len(data) > MAX_EVIDENCE_SIZE:
+        raise MalformedEvidence(f"evidence of {len(data)} bytes exceeds {MAX_EVIDENCE_SIZE}")
+    data = bytes(data)
+    evidence_hash = EvidenceHash(keccak(data))
+    kind = detect_kind(data)
+    if kind == TeeKind.SIM:
+        sim = verify_sim_evidence(data)
+        return VerifiedEvidence(_sim_claims(sim, evidence_hash), sim)
+    if kind in (TeeKind.SGX, TeeKind.TDX):
+        quote = parse_intel_quote(data)
+        intel = collateral.intel_collateral(intel_collateral_request(quote), at)
+        result = verify_intel_quote(data, intel, at)
+        return VerifiedEvidence(_intel_claims(result, evidence_hash), result)
+    report = parse_snp_report(data)
+    product = report.product
+    request = AmdCollateralRequest(
+        product=product,
+        signer=report.signer,
+        chip_id=report.chip_id,
+        reported_tcb=SnpTcb.decode(report.reported_tcb_raw, product or AmdProduct.MILAN),
+    )
+    snp = verify_snp_report(data, collateral.amd_collateral(request, at), at)
+    return VerifiedEvidence(_snp_claims(snp, evidence_hash), snp)
