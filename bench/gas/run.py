@@ -33,7 +33,8 @@ from node.chain.typed_data import (
     Offer,
     Result,
     ResultBatch,
-    merkle_root,
+    batch_root,
+    sign_message,
 )
 
 TDX = 2
@@ -93,7 +94,7 @@ class Bench:
 
     def result_signature(self, job_id: bytes, request: JobRequest, output: bytes) -> bytes:
         result = Result(job_id, self.seeded.account.address, request.input_hash, output)
-        return result.sign(self.market.market_domain, self.seeded.enclave.key)
+        return sign_message(self.market.market_domain, result, self.seeded.enclave.key)
 
     def submit(self, job_id: bytes, request: JobRequest) -> int:
         output = keccak(b"output " + job_id)
@@ -105,11 +106,11 @@ class Bench:
         jobs = [self.match()[:2] for _ in range(n)]
         outputs = [keccak(b"output " + j) for j, _ in jobs]
         leaves = [
-            Result(j, self.seeded.account.address, r.input_hash, o).struct_hash()
+            Result(j, self.seeded.account.address, r.input_hash, o).hash_struct()
             for (j, r), o in zip(jobs, outputs, strict=True)
         ]
-        batch = ResultBatch(self.seeded.account.address, merkle_root(leaves), n)
-        sig = batch.sign(self.market.market_domain, self.seeded.enclave.key)
+        batch = ResultBatch(self.seeded.account.address, batch_root(leaves), n)
+        sig = sign_message(self.market.market_domain, batch, self.seeded.enclave.key)
         receipt = self.market.submit_results(
             self.seeded.account, [j for j, _ in jobs], outputs, sig
         )

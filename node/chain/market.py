@@ -18,6 +18,8 @@ from node.chain.typed_data import (
     KeyAttestation,
     Offer,
     job_market_domain,
+    key_attestation_abi,
+    sign_message,
     verifier_domain,
 )
 
@@ -100,7 +102,7 @@ class Market:
     def register_key(
         self, sender: LocalAccount, attestation: KeyAttestation, signatures: list[bytes]
     ) -> TxReceipt:
-        fn = self.verifier.functions.registerKey(attestation.as_abi_tuple(), signatures)
+        fn = self.verifier.functions.registerKey(key_attestation_abi(attestation), signatures)
         return self.client.transact("AttestationVerifier", fn, sender)
 
     def committee_signatures(
@@ -108,7 +110,7 @@ class Market:
     ) -> list[bytes]:
         """Signatures of `members` over the attestation, ordered as registerKey wants them."""
         ordered = sorted(members, key=lambda m: int(m.address, 16))
-        return [attestation.sign(self.verifier_domain, m.key) for m in ordered]
+        return [sign_message(self.verifier_domain, attestation, m.key) for m in ordered]
 
     def submit_result(
         self, sender: LocalAccount, job_id: bytes, output_hash: bytes, signature: bytes

@@ -1,60 +1,77 @@
 """EIP-712 messages of the market, hashed exactly as the contracts hash them.
 
-Each message is a frozen dataclass with a `TYPE` string (the EIP-712 encodeType) and
-`FIELDS` in that order; `struct_hash` and `digest` follow EIP-712 for static fields only,
-which is all our messages use. Tests check the digests against the contracts' own views
-and against eth-account's independent encoder.
+The receipts (Result, ResultBatch) and the committee's KeyAttestation live in proofs/,
+which clients and verifiers use without a node; this module adds the market's own
+messages, Offer and JobRequest, and one way to digest and sign any of them. Tests check
+every digest against the contracts' own views and against eth-account's encoder.
 """
 
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from eth_abi.abi import encode
-from eth_account import Account
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-JOB_MARKET_DOMAIN_NAME = "CapaCloud JobMarket"
-VERIFIER_DOMAIN_NAME = "CapaCloud AttestationVerifier"
-DOMAIN_VERSION = "1"
+from proofs.receipts import (
+    Eip712Domain,
+    KeyAttestation,
+    Result,
+    ResultBatch,
+    batch_root,
+    job_market_domain,
+    measurement_word,
+    sign_digest,
+    typed_data_digest,
+)
+from proofs.receipts import attestation_verifier_domain as verifier_domain
 
-_DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-
-
-@dataclass(frozen=True)
-class Eip712Domain:
-    name: str
-    version: str
-    chain_id: int
-    verifying_contract: str
-
-    def separator(self) -> bytes:
-        return keccak(
-            encode(
-                ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                [
-                    keccak(text=_DOMAIN_TYPE),
-                    keccak(text=self.name),
-                    keccak(text=self.version),
-                    self.chain_id,
-                    to_checksum_address(self.verifying_contract),
-                ],
-            )
-        )
-
-
-def job_market_domain(chain_id: int, market: str) -> Eip712Domain:
-    return Eip712Domain(JOB_MARKET_DOMAIN_NAME, DOMAIN_VERSION, chain_id, market)
+__all__ = [
+    "Eip712Domain",
+    "JobRequest",
+    "KeyAttestation",
+    "Offer",
+    "Result",
+    "ResultBatch",
+    "TypedMessage",
+    "batch_root",
+    "digest_of",
+    "job_market_domain",
+    "key_attestation_abi",
+    "sign_message",
+    "verifier_domain",
+]
 
 
-def verifier_domain(chain_id: int, verifier: str) -> Eip712Domain:
-    return Eip712Domain(VERIFIER_DOMAIN_NAME, DOMAIN_VERSION, chain_id, verifier)
+class HashesStruct(Protocol):
+    def hash_struct(self) -> bytes: ...
+
+
+def digest_of(domain: Eip712Domain, message: HashesStruct) -> bytes:
+    return typed_data_digest(domain, message.hash_struct())
+
+
+def sign_message(domain: Eip712Domain, message: HashesStruct, private_key: bytes) -> bytes:
+    """65-byte r || s || v signature over the message's EIP-712 digest in `domain`."""
+    return sign_digest(private_key, digest_of(domain, message))
+
+
+def key_attestation_abi(att: KeyAttestation) -> tuple[object, ...]:
+    """The KeyAttestation as AttestationVerifier.registerKey takes it."""
+    return (
+        att.provider,
+        att.enclave_key,
+        att.tee_kind,
+        measurement_word(att.measurement),
+        att.tcb_status,
+        att.evidence_hash,
+        att.expires_at,
+    )
 
 
 class TypedMessage:
-    """Mixin: EIP-712 struct hash and digest of a flat dataclass of static fields."""
+    """Mixin: EIP-712 struct hash of a flat dataclass of static fields, in `TYPE`'s order."""
 
     TYPE: ClassVar[str]
 
@@ -67,26 +84,23 @@ class TypedMessage:
         inner = cls.TYPE[cls.TYPE.index("(") + 1 : -1]
         return [(name, typ) for typ, name in (f.split(" ") for f in inner.split(","))]
 
-    @classmethod
-    def typehash(cls) -> bytes:
-        return keccak(text=cls.TYPE)
-
-    def struct_hash(self) -> bytes:
+    def hash_struct(self) -> bytes:
         types = [t for _, t in self.field_types()]
-        values = list(astuple(self))  # type: ignore[call-overload]
-        return keccak(encode(["bytes32", *types], [self.typehash(), *values]))
+        return keccak(encode(["bytes32", *types], [keccak(text=self.TYPE), *self.as_abi_tuple()]))
 
-    def digest(self, domain: Eip712Domain) -> bytes:
-        return keccak(b"\x19\x01" + domain.separator() + self.struct_hash())
+    def as_abi_tuple(self) -> tuple[object, ...]:
+        return astuple(self)  # type: ignore[call-overload, no-any-return]
 
     def eip712_message(self) -> dict[str, object]:
         """The message as eth-account's `encode_typed_data` takes it (camelCase keys)."""
         names = [n for n, _ in self.field_types()]
-        return dict(zip(names, astuple(self), strict=True))  # type: ignore[call-overload]
+        return dict(zip(names, self.as_abi_tuple(), strict=True))
 
-    def sign(self, domain: Eip712Domain, private_key: bytes | str) -> bytes:
-        signed = Account.unsafe_sign_hash(self.digest(domain), private_key)
-        return bytes(signed.signature)
+    def digest(self, domain: Eip712Domain) -> bytes:
+        return digest_of(domain, self)
+
+    def sign(self, domain: Eip712Domain, private_key: bytes) -> bytes:
+        return sign_message(domain, self, private_key)
 
 
 @dataclass(frozen=True)
@@ -106,9 +120,6 @@ class Offer(TypedMessage):
     job_id: bytes
     nonce: int
 
-    def as_abi_tuple(self) -> tuple[object, ...]:
-        return astuple(self)
-
 
 @dataclass(frozen=True)
 class JobRequest(TypedMessage):
@@ -127,59 +138,6 @@ class JobRequest(TypedMessage):
     deadline: int
     nonce: int
 
-    def as_abi_tuple(self) -> tuple[object, ...]:
-        return astuple(self)
-
     def job_id(self, client: str) -> bytes:
         """The id JobMarket derives: keccak256(abi.encode(client, hashStruct(request)))."""
-        return keccak(encode(["address", "bytes32"], [client, self.struct_hash()]))
-
-
-@dataclass(frozen=True)
-class Result(TypedMessage):
-    TYPE: ClassVar[str] = (
-        "Result(bytes32 jobId,address provider,bytes32 inputHash,bytes32 outputHash)"
-    )
-    job_id: bytes
-    provider: str
-    input_hash: bytes
-    output_hash: bytes
-
-
-@dataclass(frozen=True)
-class ResultBatch(TypedMessage):
-    TYPE: ClassVar[str] = "ResultBatch(address provider,bytes32 root,uint256 count)"
-    provider: str
-    root: bytes
-    count: int
-
-
-@dataclass(frozen=True)
-class KeyAttestation(TypedMessage):
-    TYPE: ClassVar[str] = (
-        "KeyAttestation(address provider,address enclaveKey,uint8 teeKind,bytes32 measurement,"
-        "uint8 tcbStatus,bytes32 evidenceHash,uint64 expiresAt)"
-    )
-    provider: str
-    enclave_key: str
-    tee_kind: int
-    measurement: bytes
-    tcb_status: int
-    evidence_hash: bytes
-    expires_at: int
-
-    def as_abi_tuple(self) -> tuple[object, ...]:
-        return astuple(self)
-
-
-def merkle_root(leaves: list[bytes]) -> bytes:
-    """JobMarket.merkleRoot: pairs hashed in order, an odd last node carried up unchanged."""
-    if not leaves:
-        raise ValueError("a batch needs at least one result")
-    level = list(leaves)
-    while len(level) > 1:
-        nxt = [keccak(level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+        return keccak(encode(["address", "bytes32"], [client, self.hash_struct()]))

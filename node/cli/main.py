@@ -8,6 +8,7 @@ from rich.console import Console
 from node import __version__
 from node.cli.attest import attest_app
 from node.cli.chain import chain_app
+from node.cli.node import node_app
 
 app = typer.Typer(
     name="capa",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(chain_app, name="chain")
 app.add_typer(attest_app, name="attest")
+app.add_typer(node_app, name="node")
 
 console = Console()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
 from node.chain.devnet import SeededProvider, seed_provider
 from node.chain.errors import ContractRevert, RpcUnavailable, WrongChain
 from node.chain.market import JobState, Market
-from node.chain.typed_data import JobRequest, Offer, Result, ResultBatch, merkle_root
+from node.chain.typed_data import JobRequest, Offer, Result, ResultBatch, batch_root, sign_message
 
 TDX = 2
 MEASUREMENT = keccak(b"mrtd of the capa runner image")
@@ -81,7 +81,7 @@ def test_match_submit_withdraw_pays_provider_minus_fee(market: Market, actors) -
 
     output_hash = keccak(b"sealed output")
     result = Result(job_id, actors.provider.address, request.input_hash, output_hash)
-    signature = result.sign(market.market_domain, seeded.enclave.key)
+    signature = sign_message(market.market_domain, result, seeded.enclave.key)
     # Anyone may relay the enclave's signature; the provider is paid all the same.
     receipt = market.submit_result(actors.relayer, job_id, output_hash, signature)
 
@@ -108,7 +108,7 @@ def test_second_settlement_of_the_same_job_is_refused(market: Market, actors) ->
     job_id = request.job_id(actors.client.address)
     output_hash = keccak(b"out")
     result = Result(job_id, actors.provider.address, request.input_hash, output_hash)
-    signature = result.sign(market.market_domain, seeded.enclave.key)
+    signature = sign_message(market.market_domain, result, seeded.enclave.key)
     market.submit_result(actors.provider, job_id, output_hash, signature)
     with pytest.raises(ContractRevert) as err:
         market.submit_result(actors.provider, job_id, output_hash, signature)
@@ -126,7 +126,10 @@ def test_result_signed_by_unregistered_key_is_refused(market: Market, actors) ->
     result = Result(job_id, actors.provider.address, request.input_hash, output_hash)
     with pytest.raises(ContractRevert) as err:
         market.submit_result(
-            actors.provider, job_id, output_hash, result.sign(market.market_domain, impostor.key)
+            actors.provider,
+            job_id,
+            output_hash,
+            sign_message(market.market_domain, result, impostor.key),
         )
     assert err.value.error == "UnknownKey"
     assert err.value.args_decoded == (impostor.address,)
@@ -151,12 +154,15 @@ def test_batch_of_results_settles_with_one_enclave_signature(market: Market, act
     job_ids = [r.job_id(actors.client.address) for r in requests]
     outputs = [keccak(b"out %d" % n) for n in range(5)]
     leaves = [
-        Result(j, actors.provider.address, r.input_hash, o).struct_hash()
+        Result(j, actors.provider.address, r.input_hash, o).hash_struct()
         for j, r, o in zip(job_ids, requests, outputs, strict=True)
     ]
-    batch = ResultBatch(actors.provider.address, merkle_root(leaves), len(leaves))
+    batch = ResultBatch(actors.provider.address, batch_root(leaves), len(leaves))
     receipt = market.submit_results(
-        actors.provider, job_ids, outputs, batch.sign(market.market_domain, seeded.enclave.key)
+        actors.provider,
+        job_ids,
+        outputs,
+        sign_message(market.market_domain, batch, seeded.enclave.key),
     )
     assert len(market.events(receipt, "JobMarket", "JobSettled")) == 5
     assert all(market.job(j).state is JobState.SETTLED for j in job_ids)

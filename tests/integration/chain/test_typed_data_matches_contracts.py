@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from eth_account import Account
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +15,9 @@ from node.chain.typed_data import (
     Offer,
     Result,
     ResultBatch,
-    merkle_root,
+    batch_root,
+    digest_of,
+    key_attestation_abi,
 )
 
 words = st.binary(min_size=32, max_size=32)
@@ -53,7 +55,7 @@ def test_job_request_hash_and_job_id_match(
     market: Market, request: JobRequest, client: str
 ) -> None:
     fns = market.market.functions
-    assert fns.hashJobRequest(request.as_abi_tuple()).call() == request.struct_hash()
+    assert fns.hashJobRequest(request.as_abi_tuple()).call() == request.hash_struct()
     assert fns.jobIdFor(client, request.as_abi_tuple()).call() == request.job_id(client)
 
 
@@ -65,26 +67,26 @@ def test_result_digest_matches(
     on_chain = market.market.functions.resultDigest(
         job_id, provider, input_hash, output_hash
     ).call()
-    assert on_chain == Result(job_id, provider, input_hash, output_hash).digest(
-        market.market_domain
+    assert on_chain == digest_of(
+        market.market_domain, Result(job_id, provider, input_hash, output_hash)
     )
 
 
 @few
 @given(att=attestations)
 def test_key_attestation_digest_matches(market: Market, att: KeyAttestation) -> None:
-    on_chain = market.verifier.functions.keyAttestationDigest(att.as_abi_tuple()).call()
-    assert on_chain == att.digest(market.verifier_domain)
+    on_chain = market.verifier.functions.keyAttestationDigest(key_attestation_abi(att)).call()
+    assert on_chain == digest_of(market.verifier_domain, att)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 100])
 def test_batch_root_and_digest_match(market: Market, n: int) -> None:
     leaves = [keccak(b"leaf %d" % i) for i in range(n)]
-    root = merkle_root(leaves)
+    root = batch_root(leaves)
     assert market.market.functions.merkleRoot(leaves).call() == root
     provider = Account.from_key(keccak(b"p")).address
     on_chain = market.market.functions.resultBatchDigest(provider, root, n).call()
-    assert on_chain == ResultBatch(provider, root, n).digest(market.market_domain)
+    assert on_chain == digest_of(market.market_domain, ResultBatch(provider, root, n))
 
 
 def test_out_of_range_narrow_field_is_refused_not_hashed(market: Market) -> None:

@@ -1,22 +1,26 @@
-"""Our EIP-712 encoder agrees with eth-account's independent one, and signatures recover."""
+"""Our EIP-712 encoding of the market's messages agrees with eth-account's encoder.
+
+Result, ResultBatch and KeyAttestation are checked the same way in tests/unit/proofs.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from node.chain.typed_data import (
     Eip712Domain,
     JobRequest,
-    KeyAttestation,
     Offer,
     Result,
-    ResultBatch,
     TypedMessage,
+    digest_of,
     job_market_domain,
-    merkle_root,
+    sign_message,
     verifier_domain,
 )
 
@@ -25,10 +29,8 @@ PROVIDER = Account.from_key(keccak(b"provider")).address
 
 SAMPLES: list[TypedMessage] = [
     Offer(PROVIDER, 2, keccak(b"m"), 10**17, 3600, 2**40, keccak(b"job"), 2**200 + 5),
+    Offer(PROVIDER, 5, bytes(32), 0, 0, 0, bytes(32), 0),
     JobRequest(keccak(b"s"), keccak(b"i"), 0b100, bytes(32), 6, 10**18, 1_800_000_000, 9),
-    Result(keccak(b"job"), PROVIDER, keccak(b"i"), keccak(b"o")),
-    ResultBatch(PROVIDER, keccak(b"root"), 100),
-    KeyAttestation(PROVIDER, PROVIDER, 3, keccak(b"m"), 6, keccak(b"e"), 1_900_000_000),
 ]
 
 
@@ -55,29 +57,27 @@ def test_digest_equals_eth_account_encoder(message: TypedMessage) -> None:
     assert message.digest(domain) == _eth_account_digest(domain, message)
 
 
-def test_domains_are_distinct_per_contract() -> None:
-    result = SAMPLES[2]
-    assert result.digest(job_market_domain(1, MARKET)) != result.digest(verifier_domain(1, MARKET))
-    assert result.digest(job_market_domain(1, MARKET)) != result.digest(
-        job_market_domain(2, MARKET)
-    )
+def test_job_id_binds_client_and_every_request_field() -> None:
+    request = SAMPLES[2]
+    assert isinstance(request, JobRequest)
+    client = Account.from_key(keccak(b"client")).address
+    other = Account.from_key(keccak(b"other")).address
+    assert request.job_id(client) != request.job_id(other)
+    bumped = dataclasses.replace(request, nonce=request.nonce + 1)
+    assert bumped.job_id(client) != request.job_id(client)
+
+
+def test_domains_are_distinct_per_contract_and_chain() -> None:
+    result = Result(keccak(b"job"), PROVIDER, keccak(b"i"), keccak(b"o"))
+    on_market = digest_of(job_market_domain(1, MARKET), result)
+    assert on_market != digest_of(verifier_domain(1, MARKET), result)
+    assert on_market != digest_of(job_market_domain(2, MARKET), result)
 
 
 def test_signature_recovers_the_signer() -> None:
     enclave = Account.create()
     domain = job_market_domain(31337, MARKET)
-    result = SAMPLES[2]
-    signature = result.sign(domain, enclave.key)
+    result = Result(keccak(b"job"), PROVIDER, keccak(b"i"), keccak(b"o"))
+    signature = sign_message(domain, result, enclave.key)
     assert len(signature) == 65
-    assert Account._recover_hash(result.digest(domain), signature=signature) == enclave.address
-
-
-def test_merkle_root_shapes() -> None:
-    a, b, c = (keccak(x) for x in (b"a", b"b", b"c"))
-    assert merkle_root([a]) == a
-    assert merkle_root([a, b]) == keccak(a + b)
-    # The odd last node is carried up unchanged, not hashed with itself.
-    assert merkle_root([a, b, c]) == keccak(keccak(a + b) + c)
-    assert merkle_root([a, b, c]) != merkle_root([b, a, c])
-    with pytest.raises(ValueError):
-        merkle_root([])
+    assert Account._recover_hash(digest_of(domain, result), signature=signature) == enclave.address
