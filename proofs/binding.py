@@ -15,6 +15,17 @@ keccak256 over the ABI encoding so the AttestationVerifier contract can recomput
 `keccak256(abi.encode(...))`; the zero half is reserved and must be zero, so one report data
 value cannot be read two ways. The enclave runtime builds it, the verifier role and the
 contract check it, and KeyAttestation.expiresAt is the same `expires_at`.
+
+GPU evidence is bound to the CPU evidence it accompanies through the SPDM requester nonce:
+
+    gpu_nonce = keccak256(GPU_NONCE_TAG || cpu_report_data)      // 32 bytes, all 64 B hashed
+    GPU_NONCE_TAG = keccak256("CapaCloud.GpuNonce.v1")
+
+The nonce sits in the GET_MEASUREMENTS request, which the GPU's attestation key signs with the
+response, so a GPU report answers exactly this CPU binding (keys, provider, verifier, expiry).
+The tag keeps the value from ever equalling report data or any other CapaCloud hash. What it
+cannot show, as in NVIDIA's own model, is that the GPU sits in this CVM rather than another
+machine the provider controls: the driver's SPDM session to the GPU is what ties them there.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from proofs.claims import ReportData
 from proofs.errors import BindingMismatch
 
 KEY_BINDING_TAG = keccak(text="CapaCloud.KeyBinding.v1")
+GPU_NONCE_TAG = keccak(text="CapaCloud.GpuNonce.v1")
 
 
 @dataclass(frozen=True)
@@ -81,3 +93,16 @@ def check_binding(report_data: bytes, binding: KeyBinding, at: datetime) -> None
         raise BindingMismatch("report data does not bind these keys, provider and nonce")
     if at >= binding.expires():
         raise BindingMismatch(f"key binding expired at {binding.expires().isoformat()}")
+
+
+def gpu_nonce_for(cpu_report_data: bytes) -> bytes:
+    """The SPDM nonce a GPU must be asked with to be bound to this CPU evidence."""
+    if len(cpu_report_data) != 64:
+        raise ValueError("CPU report data must be 64 bytes")
+    return keccak(GPU_NONCE_TAG + cpu_report_data)
+
+
+def check_gpu_bound_to_cpu(gpu_nonce: bytes, cpu_report_data: bytes) -> None:
+    """Raises BindingMismatch unless the GPU report answered this CPU evidence's binding."""
+    if gpu_nonce != gpu_nonce_for(cpu_report_data):
+        raise BindingMismatch("GPU evidence nonce is not derived from the CPU report data")

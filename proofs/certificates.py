@@ -28,17 +28,28 @@ def load_pem_chain(pem: bytes, what: str) -> list[x509.Certificate]:
     # Quotes carry a NUL after the PEM chain; it is not part of any certificate.
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00 \r\n\t") + b"\n")
-    except ValueError as exc:
+        for cert in certs:
+            _parse_lazy_fields(cert)
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise MalformedEvidence(f"{what}: not a PEM certificate chain ({exc})") from exc
     if not certs:
         raise MalformedEvidence(f"{what}: no certificate")
     return certs
 
 
+def _parse_lazy_fields(cert: x509.Certificate) -> None:
+    # cryptography decodes names, extensions and keys on first access and raises ValueError
+    # then; touch them here so damage surfaces as our error at load, not later as a traceback.
+    _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    _ = (cert.extensions, cert.public_key(), cert.signature_hash_algorithm)
+
+
 def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+        cert = x509.load_der_x509_certificate(der)
+        _parse_lazy_fields(cert)
+        return cert
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise CollateralError(f"{what}: not a DER certificate ({exc})") from exc
 
 
@@ -155,10 +166,17 @@ def check_not_revoked(
 
 def load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
     try:
-        return x509.load_der_x509_crl(der)
+        crl = x509.load_der_x509_crl(der)
     except ValueError:
-        pass
+        try:
+            crl = x509.load_pem_x509_crl(der)
+        except ValueError as exc:
+            raise CollateralError(f"{what}: not a CRL ({exc})") from exc
     try:
-        return x509.load_pem_x509_crl(der)
-    except ValueError as exc:
-        raise CollateralError(f"{what}: not a CRL ({exc})") from exc
+        # Lazily decoded fields raise ValueError on first access; surface that here.
+        _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
+        _ = [(r.serial_number, r.revocation_date_utc, r.extensions) for r in crl]
+        _ = crl.signature_hash_algorithm
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CollateralError(f"{what}: malformed CRL ({exc})") from exc
+    return crl

@@ -12,10 +12,12 @@ from enum import IntEnum
 from typing import NewType
 
 Measurement = NewType("Measurement", bytes)
-"""The launch measurement: MRENCLAVE (32 B), MRTD (48 B), SNP MEASUREMENT (48 B), sim (32 B)."""
+"""The launch measurement: MRENCLAVE (32 B), MRTD (48 B), SNP MEASUREMENT (48 B), sim (32 B),
+nvidia-cc: SHA-384 of the whole SPDM measurement record (48 B)."""
 
 ReportData = NewType("ReportData", bytes)
-"""The 64 bytes the enclave chose to bind into its evidence."""
+"""The 64 bytes the enclave chose to bind into its evidence; for nvidia-cc, the 32-byte SPDM
+requester nonce (see `proofs.binding.gpu_nonce_for`)."""
 
 EvidenceHash = NewType("EvidenceHash", bytes)
 """keccak256 of the raw evidence bytes, as carried in KeyAttestation.evidenceHash."""
@@ -84,6 +86,7 @@ class Claims:
     `tcb_status_name` keeps the verifier's own word ("TCBNotSupported" has no enum value);
     `tcb_status` is None where no status exists (SEV-SNP, sim, unmatched levels).
     `advisory_ids` is None when unknown, () when the matched level lists none.
+    `version` is the quote/report version; for nvidia-cc the SPDM version as major*10+minor.
     """
 
     kind: TeeKind
@@ -101,3 +104,5 @@ class Claims:
     revocation_checked: bool = True
     valid_until: datetime | None = None
     """When the collateral behind this verdict stops being valid (None: long-lived certs only)."""
+    reference_mismatches: tuple[int, ...] | None = None
+    """nvidia-cc: SPDM blocks differing from NVIDIA's reference manifests; None: not compared."""

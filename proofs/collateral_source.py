@@ -14,12 +14,7 @@ from typing import Protocol
 from urllib.parse import unquote
 
 from proofs.errors import CollateralError
-from proofs.intel_collateral import (
-    IntelCollateral,
-    parse_qe_identity,
-    parse_tcb_info,
-    split_signed_document,
-)
+from proofs.intel_collateral import IntelCollateral
 from proofs.pinned_roots import AmdProduct
 from proofs.sev_snp import SnpSigner, SnpTcb
 from proofs.sev_snp_verify import AmdCollateral
@@ -53,13 +48,7 @@ class CollateralSource(Protocol):
 
 def intel_collateral_expiry(collateral: IntelCollateral) -> datetime:
     """The earliest nextUpdate of the TCB info and QE identity: when a cached copy goes stale."""
-    tcb_info = parse_tcb_info(
-        split_signed_document(collateral.tcb_info_body, "tcbInfo", "TCB info").content
-    )
-    qe = parse_qe_identity(
-        split_signed_document(collateral.qe_identity_body, "enclaveIdentity", "QE identity").content
-    )
-    return min(tcb_info.next_update, qe.next_update)
+    return min(collateral.tcb_info.next_update, collateral.qe_identity.next_update)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from eth_utils.crypto import keccak
 
-from proofs.certificates import load_pem_chain, require_utc
+from proofs.certificates import require_utc
 from proofs.claims import (
     Claims,
     EvidenceHash,
@@ -28,7 +28,13 @@ from proofs.intel_quote import (
     looks_like_intel_quote,
     parse_intel_quote,
 )
-from proofs.intel_verify import IntelVerification, platform_tcb_of_pck, verify_intel_quote
+from proofs.intel_verify import IntelVerification, pck_fmspc_and_ca, verify_intel_quote
+from proofs.nvidia_collateral import OcspResponder, RimSource
+from proofs.nvidia_verify import (
+    NvidiaVerification,
+    looks_like_nvidia_evidence,
+    verify_nvidia_evidence,
+)
 from proofs.pinned_roots import AmdProduct
 from proofs.sev_snp import SnpTcb, looks_like_snp_report, parse_snp_report
 from proofs.sev_snp_verify import SnpVerification, verify_snp_report
@@ -40,28 +46,26 @@ MAX_EVIDENCE_SIZE = 64 * 1024
 @dataclass(frozen=True)
 class VerifiedEvidence:
     claims: Claims
-    detail: IntelVerification | SnpVerification | SimEvidence
+    detail: IntelVerification | SnpVerification | SimEvidence | NvidiaVerification
 
 
 def detect_kind(data: bytes) -> TeeKind:
     if looks_like_sim_evidence(data):
         return TeeKind.SIM
+    if looks_like_nvidia_evidence(data):
+        return TeeKind.NVIDIA_CC
     if looks_like_intel_quote(data):
         return TeeKind.TDX if data[4:8] == b"\x81\x00\x00\x00" else TeeKind.SGX
     if looks_like_snp_report(data):
         return TeeKind.SEV_SNP
-    raise MalformedEvidence("not a known evidence format (SGX/TDX quote, SEV-SNP report, sim)")
+    raise MalformedEvidence(
+        "not a known evidence format (SGX/TDX quote, SEV-SNP report, NVIDIA GPU, sim)"
+    )
 
 
 def intel_collateral_request(quote: IntelQuote) -> IntelCollateralRequest:
-    chain = load_pem_chain(quote.certification.pck_chain_pem, "PCK chain")
-    platform = platform_tcb_of_pck(chain[0])
-    ca_name = chain[1].subject.rfc4514_string().lower() if len(chain) > 1 else ""
-    return IntelCollateralRequest(
-        fmspc=platform.fmspc.hex(),
-        pck_ca="processor" if "processor" in ca_name else "platform",
-        tdx=quote.is_tdx,
-    )
+    fmspc, pck_ca = pck_fmspc_and_ca(quote.certification.pck_chain_pem)
+    return IntelCollateralRequest(fmspc=fmspc.hex(), pck_ca=pck_ca, tdx=quote.is_tdx)
 
 
 def _hex_ids(*values: bytes) -> tuple[str, ...]:
@@ -128,8 +132,41 @@ def _sim_claims(evidence: SimEvidence, evidence_hash: EvidenceHash) -> Claims:
     )
 
 
-def verify_evidence(data: bytes, collateral: CollateralSource, at: datetime) -> VerifiedEvidence:
-    """Raises a ProofError subclass with a one-line reason when the evidence is not genuine."""
+def nvidia_claims(result: NvidiaVerification, evidence_hash: EvidenceHash) -> Claims:
+    report = result.report
+    version = report.spdm_version
+    return Claims(
+        kind=TeeKind.NVIDIA_CC,
+        version=(version >> 4) * 10 + (version & 0xF),
+        measurement=Measurement(result.measurement_digest),
+        report_data=ReportData(report.nonce),
+        # CC vs. devtools mode shows in the measurements, which the RIM comparison judges.
+        debug=False,
+        signer_ids=(result.device_id,),
+        tcb_status=None,
+        tcb_status_name=None,
+        advisory_ids=None,
+        evidence_hash=evidence_hash,
+        revocation_checked=result.ocsp is not None,
+        valid_until=result.valid_until,
+        reference_mismatches=(
+            result.reference.mismatched_blocks if result.reference is not None else None
+        ),
+    )
+
+
+def verify_evidence(
+    data: bytes,
+    collateral: CollateralSource,
+    at: datetime,
+    *,
+    ocsp: OcspResponder | None = None,
+    rim: RimSource | None = None,
+) -> VerifiedEvidence:
+    """Raises a ProofError subclass with a one-line reason when the evidence is not genuine.
+
+    `ocsp` and `rim` serve NVIDIA GPU evidence only; without them its claims say that
+    revocation and reference measurements were not checked."""
     at = require_utc(at)
     if len(data) > MAX_EVIDENCE_SIZE:
         raise MalformedEvidence(f"evidence of {len(data)} bytes exceeds {MAX_EVIDENCE_SIZE}")
@@ -139,10 +176,13 @@ def verify_evidence(data: bytes, collateral: CollateralSource, at: datetime) -> 
     if kind == TeeKind.SIM:
         sim = verify_sim_evidence(data)
         return VerifiedEvidence(_sim_claims(sim, evidence_hash), sim)
+    if kind == TeeKind.NVIDIA_CC:
+        gpu = verify_nvidia_evidence(data, at, ocsp=ocsp, rim=rim)
+        return VerifiedEvidence(nvidia_claims(gpu, evidence_hash), gpu)
     if kind in (TeeKind.SGX, TeeKind.TDX):
         quote = parse_intel_quote(data)
         intel = collateral.intel_collateral(intel_collateral_request(quote), at)
-        result = verify_intel_quote(data, intel, at)
+        result = verify_intel_quote(data, intel, at, parsed=quote)
         return VerifiedEvidence(_intel_claims(result, evidence_hash), result)
     report = parse_snp_report(data)
     product = report.product

@@ -9,8 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
+from cryptography import x509
+
+from proofs.bounded_json import nested_too_deep
+from proofs.certificates import load_crl
 from proofs.errors import CollateralError
 
 
@@ -24,6 +29,55 @@ class IntelCollateral:
     root_ca_crl: bytes
     pck_crl: bytes | None = None
     pck_crl_issuer_chain_pem: bytes | None = None
+
+    # Parsed forms, decoded once per collateral object: a warm CachedCollateralSource hands
+    # out the same object, so repeated verifications skip the JSON and DER decoding. Fields
+    # are immutable, so the memo can never go stale; a parse error is raised again each time.
+    @cached_property
+    def tcb_document(self) -> SignedDocument:
+        return split_signed_document(self.tcb_info_body, "tcbInfo", "TCB info")
+
+    @cached_property
+    def qe_document(self) -> SignedDocument:
+        return split_signed_document(self.qe_identity_body, "enclaveIdentity", "QE identity")
+
+    @cached_property
+    def tcb_info(self) -> TcbInfo:
+        return parse_tcb_info(self.tcb_document.content)
+
+    @cached_property
+    def qe_identity(self) -> QeIdentity:
+        return parse_qe_identity(self.qe_document.content)
+
+    @cached_property
+    def root_ca_crl_parsed(self) -> x509.CertificateRevocationList:
+        return load_crl(self.root_ca_crl, "Intel root CA CRL")
+
+    @cached_property
+    def pck_crl_parsed(self) -> x509.CertificateRevocationList | None:
+        return None if self.pck_crl is None else load_crl(self.pck_crl, "PCK CRL")
+
+    @cached_property
+    def dcap_qvl_collateral(self) -> object:
+        """The same collateral as dcap-qvl's QuoteCollateralV3 (its PCK CRL may be empty)."""
+        import dcap_qvl  # parsing-only users never load the native module
+
+        signing_chain = self.tcb_signing_chain_pem.decode("ascii", "replace")
+        try:
+            collateral: object = dcap_qvl.QuoteCollateralV3(
+                (self.pck_crl_issuer_chain_pem or b"").decode("ascii", "replace"),
+                self.root_ca_crl,
+                self.pck_crl or b"",
+                signing_chain,
+                self.tcb_document.signed_bytes.decode("utf-8"),
+                self.tcb_document.signature,
+                signing_chain,
+                self.qe_document.signed_bytes.decode("utf-8"),
+                self.qe_document.signature,
+            )
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise CollateralError(f"collateral rejected by dcap-qvl: {exc}") from exc
+        return collateral
 
 
 @dataclass(frozen=True)
@@ -97,8 +151,10 @@ def split_signed_document(body: bytes, value_key: str, what: str) -> SignedDocum
     """Cut `{"<value_key>": {...}, "signature": "<hex>"}` into signed bytes and signature."""
     try:
         text = body.decode("utf-8")
+        if nested_too_deep(text):
+            raise ValueError("nested too deep")
         spans = _top_level_spans(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CollateralError(f"{what}: not a JSON object ({exc})") from exc
     if value_key not in spans or "signature" not in spans:
         raise CollateralError(f"{what}: expected keys {value_key!r} and 'signature'")
@@ -248,9 +304,12 @@ def parse_tcb_info(content: dict[str, Any]) -> TcbInfo:
     tdx_module = None
     if isinstance(content.get("tdxModule"), dict):
         tdx_module = _module_identity(content["tdxModule"], what, with_levels=False)
+    raw_identities = content.get("tdxModuleIdentities", [])
+    if not isinstance(raw_identities, list):
+        raise CollateralError(f"{what}: tdxModuleIdentities is not a list")
     identities = tuple(
         _module_identity(raw, what, with_levels=True)
-        for raw in content.get("tdxModuleIdentities", [])
+        for raw in raw_identities
         if isinstance(raw, dict)
     )
     evaluation_number = content.get("tcbEvaluationDataNumber")

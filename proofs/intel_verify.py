@@ -18,6 +18,8 @@ Two engines, one answer:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +34,6 @@ from proofs.certificates import (
     check_not_revoked,
     check_valid_at,
     ec_public_key,
-    load_crl,
     load_pem_chain,
     p256_public_key_from_raw,
     require_utc,
@@ -50,9 +51,6 @@ from proofs.intel_collateral import (
     IntelCollateral,
     QeIdentity,
     TcbInfo,
-    parse_qe_identity,
-    parse_tcb_info,
-    split_signed_document,
 )
 from proofs.intel_quote import IntelQuote, parse_intel_quote
 from proofs.intel_tcb import PlatformTcb, TcbEvaluation, evaluate_tcb
@@ -61,6 +59,10 @@ from proofs.pinned_roots import INTEL_SGX_ROOT_CA_PEM
 _SGX_EXTENSION = "1.2.840.113741.1.13.1"
 _PINNED_INTEL_ROOT = x509.load_pem_x509_certificate(INTEL_SGX_ROOT_CA_PEM)
 _PINNED_INTEL_ROOT_DER = _PINNED_INTEL_ROOT.public_bytes(serialization.Encoding.DER)
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+# OBJECT IDENTIFIER 1.2.840.113741.1.13.1.4 (SGX extension: FMSPC), then OCTET STRING (6).
+_FMSPC_OID_DER = bytes.fromhex("060a2a864886f84d010d0104")
 
 # dcap-qvl refusals that are policy (or a missing input), not a verdict on authenticity.
 _DCAP_QVL_POLICY_REFUSALS = (
@@ -94,11 +96,17 @@ class _CheckedCollateral:
 
 
 def verify_intel_quote(
-    quote_bytes: bytes, collateral: IntelCollateral, at: datetime
+    quote_bytes: bytes,
+    collateral: IntelCollateral,
+    at: datetime,
+    *,
+    parsed: IntelQuote | None = None,
 ) -> IntelVerification:
-    """Genuine, signed by Intel's chain, collateral valid at `at`: or a ProofError with why."""
+    """Genuine, signed by Intel's chain, collateral valid at `at`: or a ProofError with why.
+
+    `parsed` is `parse_intel_quote(quote_bytes)` where the caller already has it."""
     at = require_utc(at)
-    quote = parse_intel_quote(quote_bytes)
+    quote = parsed or parse_intel_quote(quote_bytes)
     if collateral.pck_crl is None or quote.body.debug:
         # dcap-qvl is known to refuse these; skip straight to the engine that answers.
         return verify_quote_independently(quote_bytes, collateral, at)
@@ -141,23 +149,9 @@ def _call_dcap_qvl(
 ) -> tuple[str, list[str]]:
     import dcap_qvl  # imported here so parsing-only users never load the native module
 
-    tcb_doc = split_signed_document(collateral.tcb_info_body, "tcbInfo", "TCB info")
-    qe_doc = split_signed_document(collateral.qe_identity_body, "enclaveIdentity", "QE identity")
-    signing_chain = collateral.tcb_signing_chain_pem.decode("ascii", "replace")
     try:
-        qvl_collateral = dcap_qvl.QuoteCollateralV3(
-            (collateral.pck_crl_issuer_chain_pem or b"").decode("ascii", "replace"),
-            collateral.root_ca_crl,
-            collateral.pck_crl or b"",
-            signing_chain,
-            tcb_doc.signed_bytes.decode("utf-8"),
-            tcb_doc.signature,
-            signing_chain,
-            qe_doc.signed_bytes.decode("utf-8"),
-            qe_doc.signature,
-        )
         report = dcap_qvl.verify_with_root_ca(
-            quote_bytes, qvl_collateral, _PINNED_INTEL_ROOT_DER, int(at.timestamp())
+            quote_bytes, collateral.dcap_qvl_collateral, _PINNED_INTEL_ROOT_DER, int(at.timestamp())
         )
     except (ValueError, RuntimeError, TypeError) as exc:
         raise _DcapQvlRefused(str(exc).splitlines()[0]) from exc
@@ -198,20 +192,45 @@ def platform_tcb_of_pck(leaf: x509.Certificate) -> PlatformTcb:
         raise CertificateInvalid(f"PCK certificate SGX extension: {exc}") from exc
 
 
-def _check_pinned_root(root: x509.Certificate, what: str) -> None:
-    if not same_certificate(root, _PINNED_INTEL_ROOT):
+def pck_fmspc_and_ca(pck_chain_pem: bytes) -> tuple[bytes, str]:
+    """FMSPC and "platform" / "processor" (the PCK CA that issued the leaf), read from the
+    leaf's DER without verifying anything. Only a key to look collateral up: verification
+    compares the verified PCK's FMSPC with the TCB info's (both engines). A byte scan, because
+    loading the chain here costs more than dcap-qvl's whole verification."""
+    begin = pck_chain_pem.find(_PEM_BEGIN)
+    end = pck_chain_pem.find(_PEM_END, begin)
+    if begin < 0 or end < 0:
+        raise MalformedEvidence("PCK chain: no PEM certificate")
+    try:
+        body = b"".join(pck_chain_pem[begin + len(_PEM_BEGIN) : end].split())
+        der = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedEvidence(f"PCK chain: leaf is not base64 ({exc})") from exc
+    value_at = der.find(_FMSPC_OID_DER) + len(_FMSPC_OID_DER)
+    if value_at < len(_FMSPC_OID_DER) or der[value_at : value_at + 2] != b"\x04\x06":
+        raise CertificateInvalid("PCK certificate carries no FMSPC")
+    fmspc = der[value_at + 2 : value_at + 8]
+    return fmspc, "processor" if b"Intel SGX PCK Processor CA" in der else "platform"
+
+
+def _check_pinned_root(root: x509.Certificate, trusted: x509.Certificate, what: str) -> None:
+    if not same_certificate(root, trusted):
         raise CertificateInvalid(f"{what} does not end at the pinned Intel SGX Root CA")
 
 
-def _check_pck_chain(quote: IntelQuote, at: datetime) -> tuple[x509.Certificate, x509.Certificate]:
+def _check_pck_chain(
+    quote: IntelQuote, at: datetime, trusted: x509.Certificate
+) -> tuple[x509.Certificate, x509.Certificate]:
     chain = load_pem_chain(quote.certification.pck_chain_pem, "PCK chain")
-    if len(chain) != 3:
+    # The root may be left out, as dcap-qvl (webpki) allows: the CA must then be issued by it.
+    if len(chain) == 3:
+        _check_pinned_root(chain[2], trusted, "PCK chain")
+    elif len(chain) != 2:
         raise CertificateInvalid(f"PCK chain has {len(chain)} certificates, expected 3")
-    leaf, ca, root = chain
-    _check_pinned_root(root, "PCK chain")
+    leaf, ca = chain[0], chain[1]
     check_issued_by(leaf, ca, "PCK leaf")
-    check_issued_by(ca, _PINNED_INTEL_ROOT, "PCK CA")
-    for cert, what in ((leaf, "PCK leaf"), (ca, "PCK CA"), (_PINNED_INTEL_ROOT, "Intel root")):
+    check_issued_by(ca, trusted, "PCK CA")
+    for cert, what in ((leaf, "PCK leaf"), (ca, "PCK CA"), (trusted, "Intel root")):
         check_valid_at(cert, at, what)
     return leaf, ca
 
@@ -224,11 +243,10 @@ def _check_collateral_documents(
     check_signatures: bool,
     pck_ca: x509.Certificate | None = None,
     pck_leaf: x509.Certificate | None = None,
+    trusted: x509.Certificate = _PINNED_INTEL_ROOT,
 ) -> _CheckedCollateral:
-    tcb_doc = split_signed_document(collateral.tcb_info_body, "tcbInfo", "TCB info")
-    qe_doc = split_signed_document(collateral.qe_identity_body, "enclaveIdentity", "QE identity")
-    tcb_info = parse_tcb_info(tcb_doc.content)
-    qe_identity = parse_qe_identity(qe_doc.content)
+    tcb_doc, qe_doc = collateral.tcb_document, collateral.qe_document
+    tcb_info, qe_identity = collateral.tcb_info, collateral.qe_identity
     expiries = [tcb_info.next_update, qe_identity.next_update]
     for name, issued, next_update in (
         ("TCB info", tcb_info.issue_date, tcb_info.next_update),
@@ -247,20 +265,20 @@ def _check_collateral_documents(
     if not check_signatures:
         # dcap-qvl 0.7 accepts a CRL before its thisUpdate (found on SGX-1 one second before
         # its PCK CRL was issued); check every CRL's window ourselves.
-        for der, what in (
-            (collateral.root_ca_crl, "Intel root CA CRL"),
-            (collateral.pck_crl, "PCK CRL"),
+        for crl, what in (
+            (collateral.root_ca_crl_parsed, "Intel root CA CRL"),
+            (collateral.pck_crl_parsed, "PCK CRL"),
         ):
-            if der is not None:
-                expiries.append(_check_crl_window(load_crl(der, what), at, what))
+            if crl is not None:
+                expiries.append(_check_crl_window(crl, at, what))
     if check_signatures:
         if pck_ca is None or pck_leaf is None:
             raise ValueError("PCK chain needed to check collateral signatures")
         signing_chain = load_pem_chain(collateral.tcb_signing_chain_pem, "TCB signing chain")
         signing = signing_chain[0]
         if len(signing_chain) > 1:
-            _check_pinned_root(signing_chain[-1], "TCB signing chain")
-        check_issued_by(signing, _PINNED_INTEL_ROOT, "TCB signing certificate")
+            _check_pinned_root(signing_chain[-1], trusted, "TCB signing chain")
+        check_issued_by(signing, trusted, "TCB signing certificate")
         check_valid_at(signing, at, "TCB signing certificate")
         signing_key = ec_public_key(signing, "TCB signing certificate")
         verify_ecdsa_raw(
@@ -271,15 +289,15 @@ def _check_collateral_documents(
         )
         expiries.append(signing.not_valid_after_utc)
 
-        root_crl = load_crl(collateral.root_ca_crl, "Intel root CA CRL")
-        check_crl(root_crl, _PINNED_INTEL_ROOT, at, "Intel root CA CRL")
+        root_crl = collateral.root_ca_crl_parsed
+        check_crl(root_crl, trusted, at, "Intel root CA CRL")
         check_not_revoked(root_crl, pck_ca, "PCK CA")
         check_not_revoked(root_crl, signing, "TCB signing certificate")
         if root_crl.next_update_utc is not None:
             expiries.append(root_crl.next_update_utc)
 
-        if collateral.pck_crl is not None:
-            pck_crl = load_crl(collateral.pck_crl, "PCK CRL")
+        pck_crl = collateral.pck_crl_parsed
+        if pck_crl is not None:
             check_crl(pck_crl, pck_ca, at, "PCK CRL")
             check_not_revoked(pck_crl, pck_leaf, "PCK leaf certificate")
             if pck_crl.next_update_utc is not None:
@@ -300,16 +318,24 @@ def _check_crl_window(crl: x509.CertificateRevocationList, at: datetime, what: s
 
 
 def verify_quote_independently(
-    quote_bytes: bytes, collateral: IntelCollateral, at: datetime
+    quote_bytes: bytes,
+    collateral: IntelCollateral,
+    at: datetime,
+    *,
+    trusted_root: x509.Certificate | None = None,
 ) -> IntelVerification:
-    """Our own DCAP verification; reports debug, TCB status and revocation, refuses nothing."""
+    """Our own DCAP verification; reports debug, TCB status and revocation, refuses nothing.
+
+    `trusted_root` replaces the pinned Intel root only for test hierarchies (a CRL revoking a
+    PCK can only be signed by a CA the test holds)."""
     at = require_utc(at)
+    trusted = trusted_root or _PINNED_INTEL_ROOT
     quote = parse_intel_quote(quote_bytes)
 
     attestation_key = p256_public_key_from_raw(quote.attestation_key, "attestation key")
     verify_ecdsa_raw(attestation_key, quote.signature, quote.signed_bytes, hashes.SHA256(), "quote")
 
-    leaf, ca = _check_pck_chain(quote, at)
+    leaf, ca = _check_pck_chain(quote, at, trusted)
     certification = quote.certification
     verify_ecdsa_raw(
         ec_public_key(leaf, "PCK leaf"),
@@ -323,7 +349,7 @@ def verify_quote_independently(
         raise SignatureInvalid("QE report data does not bind the attestation key")
 
     checked = _check_collateral_documents(
-        quote, collateral, at, check_signatures=True, pck_ca=ca, pck_leaf=leaf
+        quote, collateral, at, check_signatures=True, pck_ca=ca, pck_leaf=leaf, trusted=trusted
     )
     platform = platform_tcb_of_pck(leaf)
     if platform.fmspc != checked.tcb_info.fmspc:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from proofs.binding import KeyBinding
-from proofs.claims import Claims, TcbStatus, TeeKind, tee_kind_from_label
+from proofs.binding import KeyBinding, gpu_nonce_for
+from proofs.claims import Claims, ReportData, TcbStatus, TeeKind, tee_kind_from_label
 
 HARDWARE_KINDS = frozenset({TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC})
 
@@ -29,6 +29,8 @@ class Policy:
     allow_sim: bool = False
     require_revocation_check: bool = True
     rejected_advisories: frozenset[str] = field(default_factory=frozenset)
+    require_reference_manifests: bool = True
+    """nvidia-cc: the GPU's measurements must have been compared with NVIDIA's RIMs."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Policy:
@@ -42,6 +44,7 @@ class Policy:
             "allow_sim",
             "require_revocation_check",
             "rejected_advisories",
+            "require_reference_manifests",
         }
         unknown = set(raw) - known
         if unknown:
@@ -70,6 +73,7 @@ class Policy:
             allow_sim=bool(raw.get("allow_sim", False)),
             require_revocation_check=bool(raw.get("require_revocation_check", True)),
             rejected_advisories=frozenset(raw.get("rejected_advisories", ())),
+            require_reference_manifests=bool(raw.get("require_reference_manifests", True)),
         )
 
 
@@ -100,6 +104,14 @@ def evaluate(
             )
         if policy.require_revocation_check and not claims.revocation_checked:
             reasons.append("PCK revocation was not checked (no PCK CRL)")
+    if claims.kind == TeeKind.NVIDIA_CC:
+        if policy.require_revocation_check and not claims.revocation_checked:
+            reasons.append("GPU certificate revocation was not checked (no OCSP)")
+        if claims.reference_mismatches:
+            blocks = ", ".join(str(b) for b in claims.reference_mismatches)
+            reasons.append(f"GPU measurement blocks {blocks} differ from NVIDIA's manifests")
+        elif claims.reference_mismatches is None and policy.require_reference_manifests:
+            reasons.append("GPU measurements were not compared with NVIDIA's manifests")
     rejected = sorted(set(claims.advisory_ids or ()) & policy.rejected_advisories)
     if rejected:
         reasons.append(f"rejected advisories apply: {', '.join(rejected)}")
@@ -114,7 +126,10 @@ def evaluate(
         elif at - claims.issued_at > policy.max_evidence_age:
             reasons.append(f"evidence is older than {policy.max_evidence_age}")
     if binding is not None:
-        if claims.report_data != binding.report_data():
+        expected = binding.report_data()
+        if claims.kind == TeeKind.NVIDIA_CC:
+            expected = ReportData(gpu_nonce_for(expected))
+        if claims.report_data != expected:
             reasons.append("report data does not bind the expected keys, provider and nonce")
         elif at >= binding.expires():
             reasons.append(f"key binding expired at {binding.expires().isoformat()}")

@@ -23,6 +23,7 @@ from eth_account.messages import encode_defunct
 from eth_utils.address import is_address, to_canonical_address, to_checksum_address
 from eth_utils.crypto import keccak
 
+from proofs.bounded_json import nested_too_deep
 from proofs.errors import MalformedEvidence, SignatureInvalid
 
 SIM_FORMAT = "capacloud-sim-evidence"
@@ -94,8 +95,11 @@ def parse_sim_evidence(data: bytes) -> SimEvidence:
     if len(data) > MAX_SIM_EVIDENCE_SIZE:
         raise MalformedEvidence("sim evidence oversized")
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = data.decode("utf-8")
+        if nested_too_deep(text):
+            raise ValueError("nested too deep")
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedEvidence(f"sim evidence is not JSON: {exc}") from exc
     if not isinstance(document, dict) or document.get("format") != SIM_FORMAT:
         raise MalformedEvidence("not sim evidence")

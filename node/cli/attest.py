@@ -21,7 +21,7 @@ from proofs.policy import Policy, Verdict, evaluate
 
 attest_app = typer.Typer(help="TEE evidence: verify quotes and reports.", no_args_is_help=True)
 
-_EVIDENCE_NAMES = ("quote.bin", "report.bin", "evidence.json", "evidence.bin")
+_EVIDENCE_NAMES = ("quote.bin", "report.bin", "gpu_evidence.json", "evidence.json", "evidence.bin")
 
 
 def _parse_time(text: str) -> datetime:

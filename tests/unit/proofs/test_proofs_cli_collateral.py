@@ -19,6 +19,7 @@ from proofs.collateral_source import (
     IntelCollateralRequest,
 )
 from proofs.errors import CollateralError
+from proofs.nvidia_verify import create_nvidia_evidence
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -106,3 +107,25 @@ def test_http_fetcher_builds_pcs_urls_and_refuses_errors() -> None:
     assert seen == [
         "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=90c06f000000"
     ]
+
+
+def test_cli_verifies_real_gpu_evidence_and_reports_unchecked_parts(tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parent / "data" / "nvidia"
+    evidence = tmp_path / "gpu_evidence.json"
+    evidence.write_bytes(
+        create_nvidia_evidence(
+            bytes.fromhex((data / "hopperAttestationReport.txt").read_text()),
+            (data / "hopperCertChain.txt").read_bytes(),
+        )
+    )
+    result = CliRunner().invoke(
+        app, ["attest", "verify", str(tmp_path), "--at", "2024-01-01T00:00:00Z", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.stdout)
+    assert (output["kind"], output["version"], output["accepted"]) == ("nvidia-cc", 11, False)
+    assert any("OCSP" in r for r in output["reasons"])
+    before = CliRunner().invoke(
+        app, ["attest", "verify", str(evidence), "--at", "2021-01-01T00:00:00Z"]
+    )
+    assert before.exit_code == 1 and "NOT verified" in before.output

@@ -1,0 +1,195 @@
+"""Collateral parsers (TCB info, QE identity, signed PCS documents, CRLs) fuzzed with hypothesis:
+malformed input raises only our error types, never a library's."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proofs.certificates import load_crl
+from proofs.collateral_directory import CollateralDirectory
+from proofs.errors import CollateralError, MalformedEvidence, ProofError
+from proofs.intel_collateral import (
+    parse_qe_identity,
+    parse_tcb_info,
+    split_signed_document,
+)
+from proofs.intel_verify import verify_intel_quote
+from proofs.nvidia_verify import parse_nvidia_evidence
+from proofs.sim import parse_sim_evidence
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TCB_BODIES = [(TESTDATA / c / "tcb_info.json").read_bytes() for c in ("sgx-1", "tdx-4", "tdx-1")]
+QE_BODIES = [(TESTDATA / c / "qe_identity.json").read_bytes() for c in ("sgx-1", "tdx-4")]
+CRLS = [
+    (TESTDATA / c / n).read_bytes()
+    for c in ("sgx-1", "tdx-1")
+    for n in ("pck_crl.der", "root_ca_crl.der")
+]
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _content(body: bytes, key: str) -> dict[str, Any]:
+    content: dict[str, Any] = json.loads(body)[key]
+    return content
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key / index path into a JSON value, so a fuzzer can replace any node."""
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+def _replaced(document: Any, path: tuple[Any, ...], new: Any) -> Any:
+    copy = json.loads(json.dumps(document))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return copy
+
+
+def _mutated_content(draw: st.DrawFn, bodies: list[bytes], key: str) -> dict[str, Any]:
+    content = _content(draw(st.sampled_from(bodies)), key)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(content)))
+        content = _replaced(content, path, draw(json_values))
+    return content
+
+
+@st.composite
+def mutated_tcb_info(draw: st.DrawFn) -> dict[str, Any]:
+    return _mutated_content(draw, TCB_BODIES, "tcbInfo")
+
+
+@st.composite
+def mutated_qe_identity(draw: st.DrawFn) -> dict[str, Any]:
+    return _mutated_content(draw, QE_BODIES, "enclaveIdentity")
+
+
+def test_real_documents_parse() -> None:
+    for body in TCB_BODIES:
+        parse_tcb_info(split_signed_document(body, "tcbInfo", "TCB info").content)
+    for body in QE_BODIES:
+        parse_qe_identity(split_signed_document(body, "enclaveIdentity", "QE").content)
+
+
+@SETTINGS
+@given(mutated_tcb_info())
+def test_tcb_info_parser_raises_only_collateral_errors(content: dict[str, Any]) -> None:
+    with contextlib.suppress(CollateralError):
+        parse_tcb_info(content)
+
+
+@SETTINGS
+@given(mutated_qe_identity())
+def test_qe_identity_parser_raises_only_collateral_errors(content: dict[str, Any]) -> None:
+    with contextlib.suppress(CollateralError):
+        parse_qe_identity(content)
+
+
+@SETTINGS
+@given(st.dictionaries(st.text(max_size=15), json_values, max_size=8))
+def test_parsers_on_arbitrary_objects(content: dict[str, Any]) -> None:
+    for parse in (parse_tcb_info, parse_qe_identity):
+        with contextlib.suppress(CollateralError):
+            parse(content)
+
+
+@SETTINGS
+@given(
+    body=st.sampled_from(TCB_BODIES + QE_BODIES),
+    cut=st.floats(0, 1),
+    position=st.floats(0, 0.999),
+    value=st.integers(0, 255),
+)
+def test_signed_document_splitter_on_damaged_bodies(
+    body: bytes, cut: float, position: float, value: int
+) -> None:
+    damaged = bytearray(body[: int(len(body) * cut)] or body)
+    damaged[int(position * len(damaged))] = value
+    key = "tcbInfo" if b'"tcbInfo"' in body else "enclaveIdentity"
+    with contextlib.suppress(CollateralError):
+        document = split_signed_document(bytes(damaged), key, "document")
+        (parse_tcb_info if key == "tcbInfo" else parse_qe_identity)(document.content)
+
+
+def test_deeply_nested_json_is_a_collateral_error() -> None:
+    body = b'{"tcbInfo":' + b"[" * 100_000 + b"]" * 100_000 + b', "signature": "00"}'
+    with pytest.raises(CollateralError):
+        split_signed_document(body, "tcbInfo", "TCB info")
+    deep_evidence = b'{"format": "capacloud-nvidia-gpu-evidence", "x": ' + b"[" * 3000 + b"]" * 3000
+    with pytest.raises(MalformedEvidence):
+        parse_nvidia_evidence(deep_evidence + b"}")
+    with pytest.raises(MalformedEvidence):
+        parse_sim_evidence(b'{"format": "capacloud-sim-evidence", "x": ' + b"[" * 1000 + b"]}")
+
+
+@SETTINGS
+@given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
+def test_signed_document_splitter_on_arbitrary_bytes(body: bytes) -> None:
+    with contextlib.suppress(CollateralError):
+        split_signed_document(body, "tcbInfo", "TCB info")
+
+
+@SETTINGS
+@given(
+    crl=st.sampled_from(CRLS),
+    cut=st.integers(0, 600),
+    position=st.floats(0, 0.999),
+    value=st.integers(1, 255),
+)
+def test_damaged_crls_raise_only_our_errors(
+    crl: bytes, cut: int, position: float, value: int
+) -> None:
+    damaged = bytearray(crl[:cut] or crl)
+    damaged[int(position * len(damaged))] ^= value
+    with contextlib.suppress(ProofError):
+        load_crl(bytes(damaged), "CRL")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(["tcb_info_body", "qe_identity_body", "pck_crl", "root_ca_crl"]),
+    position=st.floats(0, 0.999),
+    value=st.integers(1, 255),
+)
+def test_damaged_collateral_fails_verification_with_our_errors(
+    field: str, position: float, value: int
+) -> None:
+    at = datetime.fromisoformat("2025-08-15T05:45:00+00:00")
+    collateral = CollateralDirectory(TESTDATA / "sgx-1").intel_collateral(None, at)  # type: ignore[arg-type]
+    raw = bytearray(getattr(collateral, field))
+    raw[int(position * len(raw))] ^= value
+    damaged = dataclasses.replace(collateral, **{field: bytes(raw)})
+    quote = (TESTDATA / "sgx-1" / "quote.bin").read_bytes()
+    with contextlib.suppress(ProofError):
+        verify_intel_quote(quote, damaged, at)
