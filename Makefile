@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas clean
+.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas clean
 
 all: test
 
@@ -23,7 +23,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-deps: $(BIN)/.installed node_modules/.installed
+# Debian packages the enclave sandboxes need (bubblewrap; clang + wasi-libc for wasm builds).
+system-deps:
+	bash tools/system-deps.sh
+
+deps: system-deps $(BIN)/.installed node_modules/.installed
 
 # Rebuild the committed ABI + bytecode artifacts the Python side loads.
 contracts: deps

@@ -20,6 +20,9 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(attest_app, name="attest")
 app.add_typer(node_app, name="node")
 
+# Commands of `capa node` live beside the code they drive; importing registers them.
+import node.cli.node_probe  # noqa: E402, F401
+
 console = Console()
 
 
