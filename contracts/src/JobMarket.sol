@@ -108,6 +108,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     error InsufficientBalance(uint256 requested, uint256 available);
     error ZeroAmount();
     error InvalidConfig();
+    error ZeroAddress();
 
     event JobMatched(
         bytes32 indexed jobId,
@@ -390,6 +391,8 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     function withdraw(uint256 amount, address to) external nonReentrant {
         uint256 available = balanceOf[msg.sender];
         if (amount == 0) revert ZeroAmount();
+        // Native currency sent to address(0) would be burnt, not withdrawn.
+        if (to == address(0)) revert ZeroAddress();
         if (amount > available) revert InsufficientBalance(amount, available);
         balanceOf[msg.sender] = available - amount;
         _push(to, amount);

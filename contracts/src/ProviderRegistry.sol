@@ -47,6 +47,7 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     error OnlyMarket(address caller);
     error MarketAlreadySet(address market);
     error UnbondingTooShort(uint64 delay, uint64 minimum);
+    error ZeroAddress();
 
     event ProviderRegistered(address indexed provider, bytes peerId, uint256 stake);
     event PeerIdUpdated(address indexed provider, bytes peerId);
@@ -93,6 +94,7 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
 
     /// @notice Wire the market once; only it may slash.
     function setMarket(address market_) external onlyOwner {
+        if (market_ == address(0)) revert ZeroAddress();
         if (market != address(0)) revert MarketAlreadySet(market);
         market = market_;
         emit MarketSet(market_);
