@@ -44,3 +44,14 @@ def _show(value: object) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)
+
+
+class RpcRequestError(ChainError):
+    """The endpoint answered with a JSON-RPC error object (not a transport failure)."""
+
+    def __init__(self, method: str, code: int, message: str, data: bytes | None) -> None:
+        super().__init__(f"{method}: JSON-RPC error {code}: {message}")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data

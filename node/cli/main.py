@@ -8,6 +8,7 @@ from rich.console import Console
 from node import __version__
 from node.cli.attest import attest_app
 from node.cli.chain import chain_app
+from node.cli.init import init_command
 from node.cli.node import node_app
 
 app = typer.Typer(
@@ -19,9 +20,11 @@ app = typer.Typer(
 app.add_typer(chain_app, name="chain")
 app.add_typer(attest_app, name="attest")
 app.add_typer(node_app, name="node")
+app.command("init")(init_command)
 
 # Commands of `capa node` live beside the code they drive; importing registers them.
-import node.cli.node_probe  # noqa: E402, F401
+import node.cli.node_probe  # noqa: E402
+import node.cli.node_run  # noqa: E402, F401
 
 console = Console()
 

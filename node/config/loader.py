@@ -1,0 +1,291 @@
+"""Read the TOML config, apply `CAPA_<SECTION>_<KEY>` environment overrides, validate every key.
+
+Each setting is described once (its parser, default and the form it expects), so that every
+error names the key, where the value came from and what would have been accepted.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from node.config.errors import ConfigFileError, SettingError
+from node.config.model import (
+    ApiSection,
+    ChainSection,
+    KeysSection,
+    LogSection,
+    NodeConfig,
+    NodeSection,
+    Role,
+    StoreSection,
+)
+from node.state.values import Address, to_address
+
+ENV_PREFIX = "CAPA_"
+_REQUIRED = object()
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class _Invalid(ValueError):
+    """A parser refused a value; the caller turns it into a SettingError."""
+
+
+@dataclass(frozen=True)
+class _Setting:
+    parse: Callable[[Any, bool], Any]  # (value, from_env) -> parsed
+    expected: str
+    default: Any = _REQUIRED
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[Any, bool], int]:
+    def parse(value: Any, from_env: bool) -> int:
+        if from_env and isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid
+        if value < minimum or (maximum is not None and value > maximum):
+            raise _Invalid
+        return value
+
+    return parse
+
+
+def _float(minimum: float) -> Callable[[Any, bool], float]:
+    def parse(value: Any, from_env: bool) -> float:
+        if from_env and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError as exc:
+                raise _Invalid from exc
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise _Invalid
+        return float(value)
+
+    return parse
+
+
+def _bool(value: Any, from_env: bool) -> bool:
+    if from_env and isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    if not isinstance(value, bool):
+        raise _Invalid
+    return value
+
+
+def _text(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid
+    return value.strip()
+
+
+def _optional_path(value: Any, from_env: bool) -> str | None:
+    if not isinstance(value, str):
+        raise _Invalid
+    return value.strip() or None
+
+
+def _role(value: Any, from_env: bool) -> Role:
+    try:
+        return Role(str(value).strip().lower())
+    except ValueError as exc:
+        raise _Invalid from exc
+
+
+def _log_level(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str) or value.lower() not in _LOG_LEVELS:
+        raise _Invalid
+    return value.lower()
+
+
+def _optional_address(value: Any, from_env: bool) -> Address | None:
+    if not isinstance(value, str):
+        raise _Invalid
+    if not value.strip():
+        return None
+    if not _ADDRESS_RE.match(value.strip()):
+        raise _Invalid
+    return to_address(value.strip())
+
+
+def _rpc_urls(value: Any, from_env: bool) -> tuple[str, ...]:
+    if from_env and isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not value:
+        raise _Invalid
+    urls = []
+    for item in value:
+        if not isinstance(item, str) or not re.match(r"^https?://[^\s/]+", item.strip()):
+            raise _Invalid
+        urls.append(item.strip())
+    return tuple(urls)
+
+
+def _loopback_host(value: Any, from_env: bool) -> str:
+    # The API grants control over the node's keys: it never listens beyond this machine.
+    if value not in ("127.0.0.1", "localhost", "::1"):
+        raise _Invalid
+    return str(value)
+
+
+SCHEMA: dict[str, dict[str, _Setting]] = {
+    "node": {
+        "role": _Setting(_role, '"provider", "client" or "verifier"'),
+        "data_dir": _Setting(_text, "a directory path", "."),
+    },
+    "keys": {
+        "keystore": _Setting(_text, "a file path", "keys/account.json"),
+        "identity": _Setting(_text, "a file path", "keys/identity.key"),
+        "password_env": _Setting(
+            _text, "the name of an environment variable", "CAPA_KEYSTORE_PASSWORD"
+        ),
+        "password_file": _Setting(_optional_path, 'a file path or ""', ""),
+    },
+    "chain": {
+        "rpc_urls": _Setting(_rpc_urls, 'a list of http(s) URLs, e.g. ["http://127.0.0.1:8545"]'),
+        "chain_id": _Setting(_int(1), "a positive integer chain id"),
+        "market": _Setting(
+            _optional_address, 'the JobMarket address (0x + 40 hex digits) or ""', ""
+        ),
+        "confirmations": _Setting(_int(0, 1000), "an integer from 0 to 1000", 2),
+        "poll_interval": _Setting(_float(0.01), "a number of seconds >= 0.01", 2.0),
+        "start_block": _Setting(_int(0), "a block number >= 0", 0),
+        "request_timeout": _Setting(_float(0.1), "a number of seconds >= 0.1", 10.0),
+        "max_fee_gwei": _Setting(_float(0.0), "a number of gwei >= 0", 500.0),
+        "priority_fee_gwei": _Setting(_float(0.0), "a number of gwei >= 0", 1.0),
+        "bump_after": _Setting(_float(0.1), "a number of seconds >= 0.1", 60.0),
+        "bump_percent": _Setting(_int(10, 1000), "an integer percentage from 10 to 1000", 20),
+        "log_range": _Setting(_int(1, 100_000), "a number of blocks from 1 to 100000", 2000),
+    },
+    "api": {
+        "host": _Setting(
+            _loopback_host, '"127.0.0.1" (the API listens on loopback only)', "127.0.0.1"
+        ),
+        "port": _Setting(_int(0, 65535), "a TCP port from 0 to 65535 (0 = any free port)", 7420),
+        "token_file": _Setting(_text, "a file path", "api.token"),
+    },
+    "store": {
+        "path": _Setting(_text, "a file path", "node.sqlite"),
+        "snapshot_every": _Setting(_int(100), "an integer >= 100", 10_000),
+    },
+    "log": {
+        "level": _Setting(_log_level, '"debug", "info", "warning" or "error"', "info"),
+        "json": _Setting(_bool, "true or false", False),
+    },
+}
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Load and validate `path`; raises ConfigError with a single line on any problem."""
+    raw = _read_toml(path)
+    values = _resolve(raw, dict(env) if env is not None else {}, str(path))
+    base = path.resolve().parent
+
+    def resolve_path(text: str, root: Path) -> Path:
+        candidate = Path(text).expanduser()
+        return candidate if candidate.is_absolute() else root / candidate
+
+    data_dir = resolve_path(values["node"]["data_dir"], base)
+    password_file = values["keys"]["password_file"]
+    return NodeConfig(
+        source=path,
+        node=NodeSection(role=values["node"]["role"], data_dir=data_dir),
+        keys=KeysSection(
+            keystore=resolve_path(values["keys"]["keystore"], data_dir),
+            identity=resolve_path(values["keys"]["identity"], data_dir),
+            password_env=values["keys"]["password_env"],
+            password_file=resolve_path(password_file, data_dir) if password_file else None,
+        ),
+        chain=ChainSection(**values["chain"]),
+        api=ApiSection(
+            host=values["api"]["host"],
+            port=values["api"]["port"],
+            token_file=resolve_path(values["api"]["token_file"], data_dir),
+        ),
+        store=StoreSection(
+            path=resolve_path(values["store"]["path"], data_dir),
+            snapshot_every=values["store"]["snapshot_every"],
+        ),
+        log=LogSection(**values["log"]),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigFileError(
+            f"config file {path} not found: create one with `capa init --role provider|client|verifier`"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"config file {path} cannot be read: {exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _resolve(raw: dict[str, Any], env: dict[str, str], source: str) -> dict[str, dict[str, Any]]:
+    for section, content in raw.items():
+        if section not in SCHEMA:
+            raise SettingError(
+                section, f"one of the sections {', '.join(SCHEMA)}", got="[section]", source=source
+            )
+        if not isinstance(content, dict):
+            raise SettingError(section, "a [section] table", got=content, source=source)
+        for key in content:
+            if key not in SCHEMA[section]:
+                raise SettingError(
+                    f"{section}.{key}",
+                    f"one of the keys {', '.join(SCHEMA[section])}",
+                    got=content[key],
+                    source=source,
+                )
+    for name in env:
+        if name.startswith(ENV_PREFIX) and _env_target(name) is None and name.count("_") >= 2:
+            section = name[len(ENV_PREFIX) :].split("_", 1)[0].lower()
+            if section in SCHEMA:
+                raise SettingError(
+                    name,
+                    f"one of CAPA_{section.upper()}_<{'|'.join(SCHEMA[section]).upper()}>",
+                    got=env[name],
+                    source="the environment",
+                )
+    resolved: dict[str, dict[str, Any]] = {}
+    for section, settings in SCHEMA.items():
+        resolved[section] = {}
+        for key, setting in settings.items():
+            env_name = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            if env_name in env:
+                value, from_env, where = env[env_name], True, env_name
+            elif key in raw.get(section, {}):
+                value, from_env, where = raw[section][key], False, source
+            elif setting.default is not _REQUIRED:
+                value, from_env, where = setting.default, False, "default"
+            else:
+                raise SettingError(f"{section}.{key}", setting.expected, source=source)
+            try:
+                resolved[section][key] = setting.parse(value, from_env)
+            except _Invalid:
+                raise SettingError(
+                    f"{section}.{key}", setting.expected, got=value, source=where
+                ) from None
+    return resolved
+
+
+def _env_target(name: str) -> tuple[str, str] | None:
+    rest = name[len(ENV_PREFIX) :].lower()
+    for section, settings in SCHEMA.items():
+        for key in settings:
+            if rest == f"{section}_{key}":
+                return section, key
+    return None

@@ -1,0 +1,88 @@
+"""The commented config `capa init` writes; every key the loader knows, with its default."""
+
+from __future__ import annotations
+
+from node.config.model import Role
+
+_ROLE_NOTES = {
+    Role.PROVIDER: "runs jobs in its enclave backend and settles them on-chain",
+    Role.CLIENT: "matches offers, pays into escrow, fetches results, claims refunds",
+    Role.VERIFIER: "checks attestation evidence and signs key-registration approvals",
+}
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(
+    role: Role,
+    *,
+    rpc_urls: list[str],
+    chain_id: int,
+    market: str,
+    api_port: int,
+    data_dir: str = ".",
+) -> str:
+    urls = ", ".join(_toml_string(u) for u in rpc_urls)
+    return f"""\
+# CapaCloud node configuration, written by `capa init`.
+# Every key can be overridden from the environment as CAPA_<SECTION>_<KEY>,
+# e.g. CAPA_CHAIN_RPC_URLS="http://127.0.0.1:8545,http://127.0.0.1:8546".
+# Relative paths resolve against node.data_dir, itself relative to this file.
+
+[node]
+# This daemon's role: {role.value} ({_ROLE_NOTES[role]}).
+role = {_toml_string(role.value)}
+data_dir = {_toml_string(data_dir)}
+
+[keys]
+# eth-account encrypted keystore (the node's Ethereum account) and libp2p Ed25519 identity.
+keystore = "keys/account.json"
+identity = "keys/identity.key"
+# The keystore password comes from this environment variable, else from password_file,
+# else from an interactive prompt.
+password_env = "CAPA_KEYSTORE_PASSWORD"
+password_file = ""
+
+[chain]
+# Several URLs give failover: the first that answers is used until it stops answering.
+rpc_urls = [{urls}]
+chain_id = {chain_id}
+# The JobMarket contract address (required by `capa node run`).
+market = {_toml_string(market)}
+# Only blocks this deep below the head drive state; shallower ones form the unconfirmed view.
+confirmations = 2
+# Seconds between polls for new blocks.
+poll_interval = 2.0
+# First block to scan when the store is empty (the market's deployment block is enough).
+start_block = 0
+# Seconds before one JSON-RPC request is abandoned and the next URL tried.
+request_timeout = 10.0
+# EIP-1559 fee cap and tip, in gwei.
+max_fee_gwei = 500.0
+priority_fee_gwei = 1.0
+# A transaction without a receipt after bump_after seconds is resent with the same nonce
+# and fees raised by bump_percent (at least 10, which nodes require for a replacement).
+bump_after = 60.0
+bump_percent = 20
+# Most blocks asked for in one eth_getLogs.
+log_range = 2000
+
+[api]
+# The local API the CLI talks to; it only ever listens on loopback.
+host = "127.0.0.1"
+port = {api_port}
+# Rewritten with a fresh random token at each start, readable by this user only.
+token_file = "api.token"
+
+[store]
+path = "node.sqlite"
+# A snapshot of the state every this many state changes shortens replay at start.
+snapshot_every = 10000
+
+[log]
+level = "info"
+# One JSON object per line instead of text (also `capa node run --log-json`).
+json = false
+"""

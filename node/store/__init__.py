@@ -1,0 +1,1 @@
+"""Durable state: SQLite through SQLAlchemy, schema managed by Alembic, migrated on open."""

@@ -1,0 +1,215 @@
+"""Helpers to drive a node in-process against anvil: configs, jobs, mining, waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import trio
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from node.chain.devnet import SeededProvider
+from node.chain.market import Market
+from node.chain.typed_data import JobRequest, Offer, Result, sign_message
+from node.config.loader import load_config
+from node.config.model import NodeConfig
+from node.daemon.state_service import StateService
+from node.state.changes import JobExecuted, StateChange
+from node.state.effects import Effect, StartJob
+from node.state.values import Hash32, JobId
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+TDX = 2
+MEASUREMENT = keccak(b"mrtd of the capa runner image")
+STAKE = 5 * 10**18
+PRICE = 10**17
+
+
+@dataclass(frozen=True)
+class Actors:
+    governance: LocalAccount
+    provider: LocalAccount
+    client: LocalAccount
+    committee: list[LocalAccount]
+
+
+def rpc(url: str, method: str, params: list[object]) -> object:
+    answer = httpx.post(
+        url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
+    ).json()
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
+def mine(url: str, blocks: int = 1) -> None:
+    rpc(url, "anvil_mine", [hex(blocks)])
+
+
+def head(url: str) -> int:
+    return int(str(rpc(url, "eth_blockNumber", [])), 16)
+
+
+def nonce_of(url: str, address: str) -> int:
+    return int(str(rpc(url, "eth_getTransactionCount", [address, "latest"])), 16)
+
+
+def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int) -> JobRequest:
+    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    request = JobRequest(
+        spec_hash=keccak(b"spec"),
+        input_hash=keccak(b"sealed input %d" % nonce),
+        tee_kinds=1 << TDX,
+        measurement=bytes(32),
+        min_tcb_status=1,
+        max_price=PRICE,
+        deadline=now + 3600,
+        nonce=nonce,
+    )
+    offer = Offer(
+        provider=seeded.account.address,
+        tee_kind=TDX,
+        measurement=MEASUREMENT,
+        price=PRICE,
+        max_duration=1800,
+        valid_until=now + 600,
+        job_id=request.job_id(actors.client.address),
+        nonce=nonce,
+    )
+    signature = offer.sign(market.market_domain, seeded.account.key)
+    market.match_job(actors.client, request, offer, signature)
+    return request
+
+
+def write_config(
+    directory: Path,
+    *,
+    role: str,
+    rpc_urls: list[str],
+    market: str,
+    chain_id: int = 31337,
+    **chain: object,
+) -> NodeConfig:
+    settings = {
+        "confirmations": 2,
+        "poll_interval": 0.05,
+        "bump_after": 30.0,
+        "request_timeout": 2.0,
+        **chain,
+    }
+    chain_lines = "\n".join(
+        f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in settings.items()
+    )
+    urls = ", ".join(f'"{u}"' for u in rpc_urls)
+    path = directory / "capa.toml"
+    path.write_text(
+        f"""
+[node]
+role = "{role}"
+data_dir = "."
+
+[chain]
+rpc_urls = [{urls}]
+chain_id = {chain_id}
+market = "{market}"
+{chain_lines}
+
+[api]
+port = 0
+"""
+    )
+    return load_config(path, env={})
+
+
+class FakeExecutor:
+    """Stands in for the enclave runtime: signs a Result with the registered enclave key."""
+
+    def __init__(self, market: Market, seeded: SeededProvider) -> None:
+        self._market = market
+        self._seeded = seeded
+        self.started: list[JobId] = []
+
+    async def execute(self, effect: Effect) -> StateChange | None:
+        assert isinstance(effect, StartJob)
+        self.started.append(effect.job_id)
+        output_hash = keccak(b"output of " + effect.job_id.encode())
+        result = Result(
+            bytes.fromhex(effect.job_id[2:]),
+            self._seeded.account.address,
+            bytes.fromhex(effect.input_hash[2:]),
+            output_hash,
+        )
+        signature = sign_message(self._market.market_domain, result, self._seeded.enclave.key)
+        return JobExecuted(effect.job_id, Hash32("0x" + output_hash.hex()), "0x" + signature.hex())
+
+
+async def until(
+    service: StateService, predicate: Callable[[], bool], timeout: float = 20.0
+) -> None:
+    """Wait for commits until `predicate` holds; fails the test after `timeout` seconds."""
+    seen = -1
+    with trio.fail_after(timeout):
+        while not predicate():
+            seen = await service.wait_for_change(seen)
+
+
+async def keep_mining(url: str, every: float = 0.05) -> None:
+    """A block every `every` seconds, so confirmations accrue (automine makes blocks only for txs)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            await http.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []}
+            )
+            await trio.sleep(every)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for a condition outside the state machine (a metric, a file) with a deadline."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of anvil that a test can take down and bring back."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self.port = 0
+        self._scope: trio.CancelScope | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+            self.port = listeners[0].socket.getsockname()[1]
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                await trio.serve_listeners(self._relay, listeners, handler_nursery=nursery)
+
+    def stop(self) -> None:
+        """Close the listener and every relayed connection."""
+        assert self._scope is not None
+        self._scope.cancel()
+
+    async def _relay(self, downstream: trio.SocketStream) -> None:
+        upstream = await trio.open_tcp_stream("127.0.0.1", self._target_port)
+        async with downstream, upstream, trio.open_nursery() as nursery:
+
+            async def pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+                while data := await source.receive_some(65536):
+                    await sink.send_all(data)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(pump, downstream, upstream)
+            nursery.start_soon(pump, upstream, downstream)

@@ -1,0 +1,169 @@
+"""Each role's daemon runs; a client pays for a job through the API and sees it assigned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+from eth_utils.crypto import keccak
+from node_harness import (
+    MEASUREMENT,
+    PRICE,
+    TDX,
+    Actors,
+    FakeExecutor,
+    keep_mining,
+    until,
+    write_config,
+)
+
+from node.chain.anvil import AnvilNode
+from node.chain.devnet import SeededProvider
+from node.chain.market import JobState, Market
+from node.chain.typed_data import JobRequest, Offer
+from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
+from node.keys.identity import create_identity
+from node.state.effects import SendInput, StartJob
+from node.state.model import JobStatus
+from node.state.values import EffectId, JobId
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple | list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+async def _api(daemon: RunningDaemon, token_file: Path) -> httpx.AsyncClient:
+    token = token_file.read_text()
+    return httpx.AsyncClient(base_url=daemon.api_url, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_client_pays_for_a_job_through_the_api(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, seeded: SeededProvider
+) -> None:
+    config = write_config(
+        tmp_path, role="client", rpc_urls=[anvil.rpc_url], market=market.deployment.market
+    )
+    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    request = JobRequest(
+        keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 7
+    )
+    job = JobId("0x" + request.job_id(actors.client.address).hex())
+    offer = Offer(
+        seeded.account.address, TDX, MEASUREMENT, PRICE, 1800, now + 600, bytes.fromhex(job[2:]), 7
+    )
+    signature = offer.sign(market.market_domain, seeded.account.key)
+    action = {
+        "action": "match_job",
+        "request_id": "match-7",
+        "job_id": job,
+        "args": _json_ready([request.as_abi_tuple(), offer.as_abi_tuple(), signature]),
+        "value": PRICE,
+    }
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            async with await _api(daemon, config.api.token_file) as api:
+                first = (await api.post("/v1/actions", json=action)).json()
+                assert first["seq"] is not None and first["rejected"] == ""
+                retried = (await api.post("/v1/actions", json=action)).json()
+                assert retried["duplicate"] is True  # same request id: acts once
+                state = daemon.service.state
+                await until(daemon.service, lambda: state.jobs[job].status is JobStatus.ASSIGNED)
+                assert EffectId(f"matchJob:{job}") not in state.pending
+                assert isinstance(state.pending[EffectId(f"input:{job}")], SendInput)
+                listed = (await api.get("/v1/jobs", params={"status": "assigned"})).json()["jobs"]
+                assert [row["job_id"] for row in listed] == [job]
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert market.job(bytes.fromhex(job[2:])).state is JobState.ACCEPTED
+
+
+def test_a_verifier_daemon_runs_without_a_market(
+    tmp_path: Path, anvil: AnvilNode, actors: Actors
+) -> None:
+    config = write_config(tmp_path, role="verifier", rpc_urls=[anvil.rpc_url], market="")
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.committee[0],
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            assert daemon.watcher is None and daemon.sender is None
+            async with await _api(daemon, config.api.token_file) as api:
+                status = (await api.get("/v1/status")).json()
+            assert status["role"] == "verifier"
+            assert status["address"] == actors.committee[0].address
+            daemon.stop()
+
+    trio.run(scenario)
+
+
+def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, seeded: SeededProvider
+) -> None:
+    config = write_config(
+        tmp_path, role="provider", rpc_urls=[anvil.rpc_url], market=market.deployment.market
+    )
+    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    request = JobRequest(
+        keccak(b"spec"), keccak(b"posted"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 9
+    )
+    job = JobId("0x" + request.job_id(actors.client.address).hex())
+    executor = FakeExecutor(market, seeded)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.provider,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handlers={StartJob: executor}, handle_signals=False),
+            )
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            await trio.to_thread.run_sync(market.post_job, actors.client, request)
+            jobs = daemon.service.state.jobs
+            await until(daemon.service, lambda: job in jobs and jobs[job].status is JobStatus.OPEN)
+            async with await _api(daemon, config.api.token_file) as api:
+                answer = await api.post(
+                    "/v1/actions",
+                    json={
+                        "action": "accept_job",
+                        "job_id": job,
+                        "enclave_key": seeded.enclave.address,
+                    },
+                )
+                assert answer.json()["rejected"] == ""
+                await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
+                transactions = (await api.get("/v1/transactions")).json()["transactions"]
+            assert sorted(t["effect_id"].split(":")[0] for t in transactions) == [
+                "acceptJob",
+                "submitResult",
+            ]
+            assert all(t["status"] == "confirmed" for t in transactions)
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert executor.started == [job]
+    assert market.job(bytes.fromhex(job[2:])).state is JobState.SETTLED
