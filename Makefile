@@ -27,7 +27,12 @@ node_modules/.installed: package.json package-lock.json
 system-deps:
 	bash tools/system-deps.sh
 
-deps: system-deps $(BIN)/.installed node_modules/.installed
+# js-libp2p for the interop acceptance test (tests/integration/p2p), pinned in its own lockfile.
+tests/interop/js/node_modules/.installed: tests/interop/js/package.json tests/interop/js/package-lock.json
+	cd tests/interop/js && npm ci --no-audit --no-fund
+	touch $@
+
+deps: system-deps $(BIN)/.installed node_modules/.installed tests/interop/js/node_modules/.installed
 
 # Rebuild the committed ABI + bytecode artifacts the Python side loads.
 contracts: deps
@@ -50,7 +55,7 @@ pytest: deps
 test: deps test-forge lint typecheck pytest
 
 demo: deps
-	$(BIN)/python -m node.chain.devnet
+	$(BIN)/python -m node.demo
 
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py

@@ -153,3 +153,14 @@ class HttpCollateralFetcher:
         vek = self._fetch(f"{base}/{hwid.hex()}?{query}")
         chain = self._fetch(f"{base}/cert_chain")
         return AmdCollateral(vek_der=vek.body, ask_ark_pem=chain.body)
+
+
+class NoCollateral:
+    """A source for callers that verify only evidence needing no Intel or AMD collateral
+    (sim, NVIDIA): any request for collateral is refused with a clear reason."""
+
+    def intel_collateral(self, request: IntelCollateralRequest, at: datetime) -> IntelCollateral:
+        raise CollateralError("no collateral source configured for Intel evidence")
+
+    def amd_collateral(self, request: AmdCollateralRequest, at: datetime) -> AmdCollateral:
+        raise CollateralError("no collateral source configured for AMD evidence")

@@ -85,7 +85,7 @@ class Bench:
             price=PRICE,
             max_duration=duration,
             valid_until=self.now() + 600,
-            job_id=job_id,
+            request_hash=request.request_hash(self.client.address),
             nonce=self.nonce,
         )
         sig = offer.sign(self.market.market_domain, self.seeded.account.key)

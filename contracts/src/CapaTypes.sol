@@ -33,8 +33,9 @@ library TcbStatus {
     uint8 internal constant UP_TO_DATE = 6;
 }
 
-/// @notice A provider's signed price quote. `jobId` zero makes it a standing offer that any
-/// one request may take; a non-zero `jobId` binds the quote to one job.
+/// @notice A provider's signed price quote. `requestHash` zero makes it a standing offer that
+/// any one request may take; otherwise it binds the quote to one client's exact request:
+/// requestHash = keccak256(abi.encode(client, hashStruct(JobRequest))).
 struct Offer {
     address provider;
     uint8 teeKind;
@@ -42,12 +43,13 @@ struct Offer {
     uint256 price;
     uint64 maxDuration;
     uint64 validUntil;
-    bytes32 jobId;
+    bytes32 requestHash;
     uint256 nonce;
 }
 
 /// @notice What a client asks for. `teeKinds` is a bit mask of accepted kinds (bit = kind);
-/// `measurement` zero accepts any allowlisted measurement of those kinds.
+/// `measurement` zero accepts any allowlisted measurement of those kinds. `nonce` makes the
+/// job: jobId = keccak256(abi.encode(client, nonce)), one job per client and nonce.
 struct JobRequest {
     bytes32 specHash;
     bytes32 inputHash;

@@ -16,9 +16,10 @@ import {PaymentToken} from "./PaymentToken.sol";
 /// against a result signed by an enclave key the AttestationVerifier holds valid for that
 /// provider, with the kind and measurement the job asked for. Money moves through an
 /// internal ledger with pull withdrawals.
-/// @dev Job ids are derived, not counted: jobId = keccak256(abi.encode(client,
-/// hashStruct(JobRequest))), so a client knows its job id before sending and a resent
-/// transaction cannot create a second job.
+/// @dev Job ids are derived, not counted: jobId = keccak256(abi.encode(client, nonce)) of
+/// the client's JobRequest. A client knows its job id before anything else, so it can seal
+/// its input to the enclave with the job id as HPKE info and then put the sealed input's
+/// hash in the request; a resent transaction cannot create a second job.
 contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     using SafeCast for uint256;
 
@@ -53,7 +54,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     }
 
     bytes32 public constant OFFER_TYPEHASH = keccak256(
-        "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,uint64 maxDuration,uint64 validUntil,bytes32 jobId,uint256 nonce)"
+        "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
     );
     bytes32 public constant JOB_REQUEST_TYPEHASH = keccak256(
         "JobRequest(bytes32 specHash,bytes32 inputHash,uint8 teeKinds,bytes32 measurement,uint8 minTcbStatus,uint256 maxPrice,uint64 deadline,uint256 nonce)"
@@ -87,7 +88,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
     error UnknownJob(bytes32 jobId);
     error WrongState(bytes32 jobId, State state);
     error OfferExpired(uint64 validUntil);
-    error OfferForAnotherJob(bytes32 offerJobId, bytes32 jobId);
+    error OfferForAnotherRequest(bytes32 offerRequestHash, bytes32 requestHash);
     error BadOfferSignature(address signer, address provider);
     error NonceUsed(address provider, uint256 nonce);
     error PriceAboveMax(uint256 price, uint256 maxPrice);
@@ -169,9 +170,12 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         payable
         returns (bytes32 jobId)
     {
-        jobId = jobIdFor(msg.sender, req);
+        jobId = jobIdFor(msg.sender, req.nonce);
         if (_jobs[jobId].state != State.None) revert JobExists(jobId);
-        if (offer.jobId != bytes32(0) && offer.jobId != jobId) revert OfferForAnotherJob(offer.jobId, jobId);
+        if (offer.requestHash != bytes32(0)) {
+            bytes32 requestHash = requestHashFor(msg.sender, req);
+            if (offer.requestHash != requestHash) revert OfferForAnotherRequest(offer.requestHash, requestHash);
+        }
         if (block.timestamp > offer.validUntil) revert OfferExpired(offer.validUntil);
         if (offer.price > req.maxPrice) revert PriceAboveMax(offer.price, req.maxPrice);
         if (req.teeKinds & TeeKind.bit(offer.teeKind) == 0 || !TeeKind.isKnown(offer.teeKind)) {
@@ -181,9 +185,9 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
 
         address signer = ECDSA.recover(_hashTypedDataV4(hashOffer(offer)), offerSignature);
         if (signer != offer.provider) revert BadOfferSignature(signer, offer.provider);
-        // A quote bound to this job cannot be replayed (the job exists after this call): only
-        // honour its cancellation. A standing offer is spent here.
-        if (offer.jobId == bytes32(0)) {
+        // A quote bound to this request cannot be replayed (its job exists after this call):
+        // only honour its cancellation. A standing offer is spent here.
+        if (offer.requestHash == bytes32(0)) {
             _useNonce(offer.provider, offer.nonce);
         } else if (_isNonceUsed(offer.provider, offer.nonce)) {
             revert NonceUsed(offer.provider, offer.nonce);
@@ -211,7 +215,7 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
 
     /// @notice Post an open job that any eligible staked provider may accept; escrows maxPrice.
     function postJob(JobRequest calldata req) external payable returns (bytes32 jobId) {
-        jobId = jobIdFor(msg.sender, req);
+        jobId = jobIdFor(msg.sender, req.nonce);
         if (_jobs[jobId].state != State.None) revert JobExists(jobId);
         if (req.deadline <= block.timestamp) revert DeadlinePassed(req.deadline);
         if (req.teeKinds == 0 || req.teeKinds >> (TeeKind.MAX + 1) != 0 || req.teeKinds & 1 != 0) {
@@ -422,7 +426,16 @@ contract JobMarket is PaymentToken, EIP712, ReentrancyGuardTransient {
         return _isNonceUsed(provider, nonce);
     }
 
-    function jobIdFor(address client, JobRequest calldata req) public pure returns (bytes32) {
+    function jobIdFor(address client, uint256 nonce) public pure returns (bytes32 id) {
+        assembly ("memory-safe") {
+            mstore(0x00, client)
+            mstore(0x20, nonce)
+            id := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// @notice What a quote binds to: this client's exact request.
+    function requestHashFor(address client, JobRequest calldata req) public pure returns (bytes32) {
         return keccak256(abi.encode(client, hashJobRequest(req)));
     }
 

@@ -224,7 +224,7 @@ abstract contract Fixture is TestBase {
         o.price = price;
         o.maxDuration = 6 hours;
         o.validUntil = uint64(block.timestamp + 1 hours);
-        o.jobId = bytes32(0);
+        o.requestHash = bytes32(0);
         o.nonce = ++offerNonce;
     }
 

@@ -129,7 +129,7 @@ contract Handler is TestBase {
         price = bound(price, 1, 5 ether);
         JobRequest memory r = _request(price, duration);
         Offer memory o = _offerFor(pi, price);
-        if (bound_) o.jobId = market.jobIdFor(c, r);
+        if (bound_) o.requestHash = market.requestHashFor(c, r);
         bytes memory s = sig(providerPks[pi], market.offerDigest(o));
         uint256 value = _prepareFunds(c, price, fromBalance);
         vm.prank(c);

@@ -92,7 +92,7 @@ abstract contract JobMarketCases is Fixture {
         bytes32 oh = keccak256(
             abi.encode(
                 keccak256(
-                    "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,uint64 maxDuration,uint64 validUntil,bytes32 jobId,uint256 nonce)"
+                    "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
                 ),
                 o.provider,
                 o.teeKind,
@@ -100,7 +100,7 @@ abstract contract JobMarketCases is Fixture {
                 o.price,
                 o.maxDuration,
                 o.validUntil,
-                o.jobId,
+                o.requestHash,
                 o.nonce
             )
         );
@@ -144,8 +144,10 @@ abstract contract JobMarketCases is Fixture {
             )
         );
         assertEq(market.hashJobRequest(r), rh);
-        assertEq(market.jobIdFor(client, r), keccak256(abi.encode(client, rh)));
-        assertNotEq(market.jobIdFor(client, r), market.jobIdFor(client2, r));
+        assertEq(market.requestHashFor(client, r), keccak256(abi.encode(client, rh)));
+        assertNotEq(market.requestHashFor(client, r), market.requestHashFor(client2, r));
+        assertEq(market.jobIdFor(client, r.nonce), keccak256(abi.encode(client, r.nonce)));
+        assertNotEq(market.jobIdFor(client, r.nonce), market.jobIdFor(client2, r.nonce));
     }
 
     function _rawCallFails(bytes memory data) internal returns (bool) {
@@ -167,7 +169,7 @@ abstract contract JobMarketCases is Fixture {
             assertTrue(_rawCallFails(dirty), "dirty offer field accepted");
         }
         JobRequest memory r = _req(PRICE);
-        clean = abi.encodeCall(JobMarket.jobIdFor, (client, r));
+        clean = abi.encodeCall(JobMarket.requestHashFor, (client, r));
         (ok,) = address(market).call(clean);
         assertTrue(ok);
         uint256[3] memory reqWords = [uint256(2), 4, 6]; // teeKinds, minTcbStatus, deadline
@@ -215,7 +217,7 @@ abstract contract JobMarketCases is Fixture {
     function test_matchJob_happyPath() public {
         JobRequest memory r = _req(2 * PRICE);
         Offer memory o = _offer(provider1, PRICE);
-        bytes32 expectedId = market.jobIdFor(client, r);
+        bytes32 expectedId = market.jobIdFor(client, r.nonce);
         bytes memory s = _signOffer(o);
         _deposit(client, PRICE);
         uint256 marketBefore = _assetBalance(address(market));
@@ -269,49 +271,58 @@ abstract contract JobMarketCases is Fixture {
         bytes32 id = _matchWith(client, r, _offer(provider1, PRICE));
         // the same request again, even with a fresh offer from another provider
         _expectMatchRevert(r, _offer(provider2, PRICE), abi.encodeWithSelector(JobMarket.JobExists.selector, id));
+        // another request under the same nonce is the same job: the nonce names it
+        JobRequest memory other = _req(PRICE);
+        other.nonce = r.nonce;
+        _expectMatchRevert(other, _offer(provider2, PRICE), abi.encodeWithSelector(JobMarket.JobExists.selector, id));
         // another client may send the same request: a different job
         bytes32 id2 = _matchWith(client2, r, _offer(provider2, PRICE));
         assertNotEq(id, id2);
     }
 
-    function test_matchJob_offerBoundToJob() public {
+    function test_matchJob_offerBoundToRequest() public {
         JobRequest memory r = _req(PRICE);
         Offer memory o = _offer(provider1, PRICE);
-        o.jobId = market.jobIdFor(client, r);
+        o.requestHash = market.requestHashFor(client, r);
         bytes32 id = _matchWith(client, r, o);
-        assertEq(id, o.jobId);
+        assertEq(id, market.jobIdFor(client, r.nonce));
     }
 
     function test_matchJob_boundOfferDoesNotSpendNonce() public {
         JobRequest memory r = _req(PRICE);
         Offer memory o = _offer(provider1, PRICE);
-        o.jobId = market.jobIdFor(client, r);
+        o.requestHash = market.requestHashFor(client, r);
         _matchWith(client, r, o);
         // the quote cannot be replayed: its job now exists
-        _expectMatchRevert(r, o, abi.encodeWithSelector(JobMarket.JobExists.selector, o.jobId));
+        _expectMatchRevert(r, o, abi.encodeWithSelector(JobMarket.JobExists.selector, market.jobIdFor(client, r.nonce)));
     }
 
     function test_matchJob_boundOfferHonoursCancelledNonce() public {
         JobRequest memory r = _req(PRICE);
         Offer memory o = _offer(provider1, PRICE);
-        o.jobId = market.jobIdFor(client, r);
+        o.requestHash = market.requestHashFor(client, r);
         vm.prank(provider1);
         market.invalidateNonces(o.nonce >> 8, 1 << (o.nonce & 0xff));
         _expectMatchRevert(r, o, abi.encodeWithSelector(JobMarket.NonceUsed.selector, provider1, o.nonce));
     }
 
-    function test_matchJob_offerForAnotherJob() public {
+    function test_matchJob_offerForAnotherRequest() public {
         JobRequest memory r = _req(PRICE);
         Offer memory o = _offer(provider1, PRICE);
-        o.jobId = keccak256("other job");
+        o.requestHash = keccak256("other request");
         _expectMatchRevert(
-            r, o, abi.encodeWithSelector(JobMarket.OfferForAnotherJob.selector, o.jobId, market.jobIdFor(client, r))
+            r,
+            o,
+            abi.encodeWithSelector(
+                JobMarket.OfferForAnotherRequest.selector, o.requestHash, market.requestHashFor(client, r)
+            )
         );
         // an offer quoted for client's job cannot be taken by client2 with the same request
-        o.jobId = market.jobIdFor(client, r);
+        o.requestHash = market.requestHashFor(client, r);
         bytes memory s = _signOffer(o);
-        bytes memory err =
-            abi.encodeWithSelector(JobMarket.OfferForAnotherJob.selector, o.jobId, market.jobIdFor(client2, r));
+        bytes memory err = abi.encodeWithSelector(
+            JobMarket.OfferForAnotherRequest.selector, o.requestHash, market.requestHashFor(client2, r)
+        );
         _deposit(client2, PRICE);
         vm.prank(client2);
         vm.expectRevert(err);
@@ -504,7 +515,7 @@ abstract contract JobMarketCases is Fixture {
     function test_postJob_happyPath() public {
         JobRequest memory r = _req(2 * PRICE);
         r.teeKinds = TeeKind.bit(TeeKind.TDX) | TeeKind.bit(TeeKind.SGX);
-        bytes32 expectedId = market.jobIdFor(client, r);
+        bytes32 expectedId = market.jobIdFor(client, r.nonce);
         _give(client, 2 * PRICE);
         if (!_isNative()) {
             vm.prank(client);

@@ -37,6 +37,7 @@ __all__ = [
     "TypedMessage",
     "batch_root",
     "digest_of",
+    "job_id_for",
     "job_market_domain",
     "key_attestation_abi",
     "sign_message",
@@ -105,11 +106,12 @@ class TypedMessage:
 
 @dataclass(frozen=True)
 class Offer(TypedMessage):
-    """A provider's quote; `job_id` zero makes it a standing offer for any one request."""
+    """A provider's quote; `request_hash` zero makes it a standing offer for any one request,
+    otherwise it binds the quote to one client's exact request (JobRequest.request_hash)."""
 
     TYPE: ClassVar[str] = (
         "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,"
-        "uint64 maxDuration,uint64 validUntil,bytes32 jobId,uint256 nonce)"
+        "uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
     )
     provider: str
     tee_kind: int
@@ -117,8 +119,12 @@ class Offer(TypedMessage):
     price: int
     max_duration: int
     valid_until: int
-    job_id: bytes
+    request_hash: bytes
     nonce: int
+
+    @property
+    def is_standing(self) -> bool:
+        return self.request_hash == bytes(32)
 
 
 @dataclass(frozen=True)
@@ -139,5 +145,17 @@ class JobRequest(TypedMessage):
     nonce: int
 
     def job_id(self, client: str) -> bytes:
-        """The id JobMarket derives: keccak256(abi.encode(client, hashStruct(request)))."""
+        """The id JobMarket gives this client's job: see `job_id_for`."""
+        return job_id_for(client, self.nonce)
+
+    def request_hash(self, client: str) -> bytes:
+        """What a quote binds to: keccak256(abi.encode(client, hashStruct(request)))."""
         return keccak(encode(["address", "bytes32"], [client, self.hash_struct()]))
+
+
+def job_id_for(client: str, nonce: int) -> bytes:
+    """keccak256(abi.encode(client, nonce)), as JobMarket.jobIdFor.
+
+    It depends on nothing else so that a client can seal its input to the enclave with the
+    job id as HPKE info before it builds the request that carries the sealed input's hash."""
+    return keccak(encode(["address", "uint256"], [client, nonce]))

@@ -47,7 +47,7 @@ def _request(market: Market, nonce: int = 1, *, max_price: int = PRICE) -> JobRe
     )
 
 
-def _offer(market: Market, seeded: SeededProvider, nonce: int, job_id: bytes) -> Offer:
+def _offer(market: Market, seeded: SeededProvider, nonce: int, request_hash: bytes) -> Offer:
     return Offer(
         provider=seeded.account.address,
         tee_kind=TDX,
@@ -55,14 +55,14 @@ def _offer(market: Market, seeded: SeededProvider, nonce: int, job_id: bytes) ->
         price=PRICE,
         max_duration=1800,
         valid_until=_now(market) + 600,
-        job_id=job_id,
+        request_hash=request_hash,
         nonce=nonce,
     )
 
 
 def _match(market: Market, actors, seeded: SeededProvider, nonce: int) -> JobRequest:  # type: ignore[no-untyped-def]
     request = _request(market, nonce)
-    offer = _offer(market, seeded, nonce, request.job_id(actors.client.address))
+    offer = _offer(market, seeded, nonce, request.request_hash(actors.client.address))
     signature = offer.sign(market.market_domain, seeded.account.key)
     market.match_job(actors.client, request, offer, signature)
     return request
@@ -139,7 +139,7 @@ def test_result_signed_by_unregistered_key_is_refused(market: Market, actors) ->
 def test_replayed_offer_is_refused_with_its_nonce(market: Market, actors) -> None:  # type: ignore[no-untyped-def]
     seeded = _seed(market, actors)
     first = _request(market, 10)
-    standing = _offer(market, seeded, nonce=77, job_id=bytes(32))
+    standing = _offer(market, seeded, nonce=77, request_hash=bytes(32))
     signature = standing.sign(market.market_domain, seeded.account.key)
     market.match_job(actors.client, first, standing, signature)
     with pytest.raises(ContractRevert) as err:

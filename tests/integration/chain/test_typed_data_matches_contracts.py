@@ -51,12 +51,13 @@ def test_offer_digest_matches(market: Market, offer: Offer) -> None:
 
 @few
 @given(request=requests, client=addresses)
-def test_job_request_hash_and_job_id_match(
+def test_job_request_hash_request_binding_and_job_id_match(
     market: Market, request: JobRequest, client: str
 ) -> None:
     fns = market.market.functions
     assert fns.hashJobRequest(request.as_abi_tuple()).call() == request.hash_struct()
-    assert fns.jobIdFor(client, request.as_abi_tuple()).call() == request.job_id(client)
+    assert fns.requestHashFor(client, request.as_abi_tuple()).call() == request.request_hash(client)
+    assert fns.jobIdFor(client, request.nonce).call() == request.job_id(client)
 
 
 @few

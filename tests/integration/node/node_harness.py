@@ -79,7 +79,7 @@ def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int
         price=PRICE,
         max_duration=1800,
         valid_until=now + 600,
-        job_id=request.job_id(actors.client.address),
+        request_hash=request.request_hash(actors.client.address),
         nonce=nonce,
     )
     signature = offer.sign(market.market_domain, seeded.account.key)

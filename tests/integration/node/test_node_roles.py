@@ -54,9 +54,8 @@ def test_a_client_pays_for_a_job_through_the_api(
         keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 7
     )
     job = JobId("0x" + request.job_id(actors.client.address).hex())
-    offer = Offer(
-        seeded.account.address, TDX, MEASUREMENT, PRICE, 1800, now + 600, bytes.fromhex(job[2:]), 7
-    )
+    quoted_for = request.request_hash(actors.client.address)
+    offer = Offer(seeded.account.address, TDX, MEASUREMENT, PRICE, 1800, now + 600, quoted_for, 7)
     signature = offer.sign(market.market_domain, seeded.account.key)
     action = {
         "action": "match_job",

@@ -19,6 +19,7 @@ from node.chain.typed_data import (
     Result,
     TypedMessage,
     digest_of,
+    job_id_for,
     job_market_domain,
     sign_message,
     verifier_domain,
@@ -57,12 +58,18 @@ def test_digest_equals_eth_account_encoder(message: TypedMessage) -> None:
     assert message.digest(domain) == _eth_account_digest(domain, message)
 
 
-def test_job_id_binds_client_and_every_request_field() -> None:
+def test_job_id_is_client_and_nonce_and_request_hash_binds_every_field() -> None:
     request = SAMPLES[2]
     assert isinstance(request, JobRequest)
     client = Account.from_key(keccak(b"client")).address
     other = Account.from_key(keccak(b"other")).address
+    assert request.job_id(client) == job_id_for(client, request.nonce)
     assert request.job_id(client) != request.job_id(other)
+    assert request.request_hash(client) != request.request_hash(other)
+    # Another input under the same nonce: the same job id, another request.
+    other_input = dataclasses.replace(request, input_hash=keccak(b"other input"))
+    assert other_input.job_id(client) == request.job_id(client)
+    assert other_input.request_hash(client) != request.request_hash(client)
     bumped = dataclasses.replace(request, nonce=request.nonce + 1)
     assert bumped.job_id(client) != request.job_id(client)
 

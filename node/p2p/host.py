@@ -1,0 +1,265 @@
+"""The libp2p host: Ed25519 identity, TCP + Noise + Yamux only, identify and ping.
+
+`new_host()` without options also accepts plaintext, secio and mplex; we pass the security
+and muxer tables explicitly so a dialer can negotiate nothing but Noise and Yamux.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.ping import PingService
+from libp2p.network.config import ConnectionConfig
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from node.p2p.config import P2PConfig, StreamLimits
+from node.p2p.errors import (
+    DialError,
+    P2PError,
+    PeerTimeoutError,
+    ProtocolViolation,
+)
+from node.p2p.framing import FramedStream
+from node.p2p.identity import (
+    Multiaddr,
+    NodeIdentity,
+    PeerAddress,
+    PeerId,
+    libp2p_id,
+    parse_multiaddr,
+    peer_id_of,
+)
+from node.p2p.peer_store import load_known_peers, save_known_peers
+from node.p2p.penalties import PeerPenalties
+
+if TYPE_CHECKING:
+    # trio-typing's stale trio-stubs (pulled in by libp2p) hide trio.TaskStatus from mypy.
+    from trio_typing import TaskStatus
+
+logger = logging.getLogger(__name__)
+
+StreamHandler = Callable[[PeerId, FramedStream], Awaitable[None]]
+BanListener = Callable[[PeerId], None]
+
+_PEER_ADDR_TTL_S = 3600
+
+
+@contextmanager
+def translate_libp2p_errors(what: str, timeout_s: float) -> Iterator[None]:
+    """Bound a libp2p call by a deadline and turn its exceptions into P2PError."""
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError as exc:
+        raise PeerTimeoutError(f"{what}: no answer within {timeout_s:.1f} s") from exc
+    except (BaseLibp2pError, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise DialError(f"{what}: {exc!r}") from exc
+
+
+class P2PHost:
+    def __init__(self, identity: NodeIdentity, config: P2PConfig, penalties: PeerPenalties) -> None:
+        self._identity = identity
+        self._config = config
+        self._penalties = penalties
+        self._ban_listeners: list[BanListener] = []
+        key_pair = identity.key_pair
+        self._listen = [parse_multiaddr(a) for a in config.listen_addrs]
+        self._host: IHost = new_host(
+            key_pair=key_pair,
+            sec_opt={
+                TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(
+                    key_pair, noise_privkey=create_x25519_key_pair().private_key
+                )
+            },
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            listen_addrs=self._listen,
+            connection_config=ConnectionConfig(
+                max_connections=config.max_connections,
+                # The swarm's auto-connector dials known peers towards (low + high) / 2 and
+                # its pruner trims above high; left at their defaults (300-500) every node
+                # would dial every peer it has heard of.
+                min_connections=2,
+                low_watermark=config.target_connections,
+                high_watermark=2 * config.target_connections,
+                dial_timeout=config.dial_timeout_s,
+            ),
+        )
+        self._ping = PingService(self._host)
+        self._started = trio.Event()
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self._identity.peer_id
+
+    @property
+    def libp2p(self) -> IHost:
+        """The wrapped host, for the pubsub and rendezvous wiring inside this package."""
+        return self._host
+
+    @property
+    def penalties(self) -> PeerPenalties:
+        return self._penalties
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with self._host.run(self._listen):
+            self._started.set()
+            logger.info("p2p host %s listening on %s", self.peer_id, self.listen_addresses())
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    self._save_peer_store()
+
+    def listen_addresses(self) -> list[PeerAddress]:
+        """Where we actually listen (port 0 in the config resolved to the bound port)."""
+        out = []
+        for addr in self._host.get_transport_addrs():
+            text = str(addr).split("/p2p/")[0]
+            out.append(PeerAddress(self.peer_id, Multiaddr(text)))
+        return out
+
+    def known_peers(self) -> list[PeerAddress]:
+        path = self._config.peer_store_path
+        return load_known_peers(path) if path is not None else []
+
+    def connected_peers(self) -> list[PeerId]:
+        return [peer_id_of(p) for p in self._host.get_connected_peers()]
+
+    def is_connected(self, peer: PeerId) -> bool:
+        return libp2p_id(peer) in self._host.get_connected_peers()
+
+    async def connect(self, address: PeerAddress) -> None:
+        if self._penalties.is_banned(address.peer_id):
+            raise DialError(f"{address.peer_id} is banned")
+        with translate_libp2p_errors(f"dial {address}", self._config.dial_timeout_s):
+            await self._host.connect(address.to_peer_info())
+
+    async def disconnect(self, peer: PeerId) -> None:
+        try:
+            with trio.move_on_after(self._config.dial_timeout_s):
+                await self._host.disconnect(libp2p_id(peer))
+        except (BaseLibp2pError, OSError) as exc:
+            logger.debug("disconnect %s: %r", peer, exc)
+
+    async def ping(self, peer: PeerId, timeout_s: float = 5.0) -> float:
+        """Round-trip time in seconds over /ipfs/ping/1.0.0."""
+        with translate_libp2p_errors(f"ping {peer}", timeout_s):
+            start = trio.current_time()
+            await self._ping.ping(libp2p_id(peer))
+            return trio.current_time() - start
+
+    def protocols_of(self, peer: PeerId) -> list[str]:
+        """What identify told us the peer speaks (empty until identify has run)."""
+        try:
+            return list(self._host.get_peerstore().get_protocols(libp2p_id(peer)))
+        except BaseLibp2pError:
+            return []
+
+    def addresses_of(self, peer: PeerId) -> list[PeerAddress]:
+        try:
+            addrs = self._host.get_peerstore().addrs(libp2p_id(peer))
+        except BaseLibp2pError:
+            return []
+        return [PeerAddress(peer, Multiaddr(str(a).split("/p2p/")[0])) for a in addrs]
+
+    def remember(self, address: PeerAddress) -> None:
+        self._host.get_peerstore().add_addrs(
+            libp2p_id(address.peer_id), [parse_multiaddr(address.addr)], _PEER_ADDR_TTL_S
+        )
+
+    async def open_stream(self, peer: PeerId, protocol: str, timeout_s: float) -> FramedStream:
+        with translate_libp2p_errors(f"open {protocol} to {peer}", timeout_s):
+            stream = await self._host.new_stream(libp2p_id(peer), [TProtocol(protocol)])
+        return FramedStream(stream, self._config.streams.read_timeout_s)
+
+    @asynccontextmanager
+    async def exchange(
+        self, peer: PeerId, protocol: str, timeout_s: float
+    ) -> AsyncIterator[FramedStream]:
+        """A client stream: closed when the block ends, reset if it raises."""
+        stream = await self.open_stream(peer, protocol, timeout_s)
+        try:
+            yield stream
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.reset()
+            raise
+        await stream.close()
+
+    @property
+    def stream_limits(self) -> StreamLimits:
+        return self._config.streams
+
+    def on_ban(self, listener: BanListener) -> None:
+        self._ban_listeners.append(listener)
+
+    async def penalise(self, peer: PeerId, reason: str, detail: str = "") -> None:
+        if self._penalties.penalise(peer, reason, detail):
+            for listener in self._ban_listeners:
+                listener(peer)
+            await self.disconnect(peer)
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, deadline_s: float | None
+    ) -> None:
+        """Serve `protocol`; the handler gets a framed stream, and the wrapper guarantees
+        the stream is closed (or reset on error), bans are honoured and violations penalised.
+
+        `deadline_s` bounds the whole exchange; bulk transfers pass None and rely on the
+        per-frame read deadline, which still cuts off a peer that stalls.
+        """
+        limits = self._config.streams
+        whole_exchange_s = deadline_s if deadline_s is not None else float("inf")
+
+        async def serve(stream: INetStream) -> None:
+            peer = peer_id_of(stream.muxed_conn.peer_id)
+            framed = FramedStream(stream, limits.read_timeout_s)
+            if self._penalties.is_banned(peer):
+                await framed.reset()
+                return
+            try:
+                with trio.fail_after(whole_exchange_s):
+                    await handler(peer, framed)
+            except trio.TooSlowError:
+                logger.warning("%s from %s: exchange over deadline, reset", protocol, peer)
+                await framed.reset()
+                await self.penalise(peer, "timeout", protocol)
+            except PeerTimeoutError as exc:
+                logger.warning("%s from %s: %s, reset", protocol, peer, exc)
+                await framed.reset()
+                await self.penalise(peer, "timeout", protocol)
+            except ProtocolViolation as exc:
+                logger.warning("%s from %s: protocol violation: %s", protocol, peer, exc)
+                await framed.reset()
+                await self.penalise(peer, "protocol_violation", str(exc))
+            except P2PError as exc:
+                logger.info("%s from %s ended: %s", protocol, peer, exc)
+                await framed.reset()
+            else:
+                await framed.close()
+
+        self._host.set_stream_handler(TProtocol(protocol), serve)
+
+    def _save_peer_store(self) -> None:
+        path = self._config.peer_store_path
+        if path is None:
+            return
+        peers = [a for p in self.connected_peers() for a in self.addresses_of(p)[:2]]
+        merged = peers + self.known_peers()
+        try:
+            save_known_peers(path, merged)
+        except OSError as exc:
+            logger.warning("could not save the peer store to %s: %s", path, exc)

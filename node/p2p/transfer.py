@@ -1,0 +1,354 @@
+"""/capa/input/1 (sealed input upload) and /capa/result/1 (sealed output + receipt download).
+
+Input: the client announces job, size, SHA-256 and chunk size; the provider answers with the
+offset it already holds (resume); chunks of 256 KiB-1 MiB follow, each acknowledged once
+stored; at most `window_chunks` may be unacknowledged. The provider checks the hash of the
+whole input at the end and discards it on mismatch.
+
+The provider reads chunks in one task and stores/acks them in another: a Yamux writer
+resets its stream when the reader stops for 5 s, so reading never waits on storage. The
+window bounds what the reader can have buffered.
+
+The bytes are sealed (HPKE to the enclave key) before they reach this layer; SHA-256 here
+is transfer integrity and the hash a JobRequest commits to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from node.chain.typed_data import Result
+from node.p2p.config import StreamLimits
+from node.p2p.errors import IntegrityError, PeerTimeoutError, ProtocolViolation, RemoteRefused
+from node.p2p.framing import FramedStream
+from node.p2p.host import P2PHost
+from node.p2p.identity import PeerId
+from node.p2p.wire import (
+    JsonObject,
+    decode_object,
+    encode_object,
+    hex_of,
+    read_bool,
+    read_hex,
+    read_int,
+    read_object,
+    read_str,
+)
+
+logger = logging.getLogger(__name__)
+
+INPUT_PROTOCOL = "/capa/input/1"
+RESULT_PROTOCOL = "/capa/result/1"
+MAX_CONTROL_FRAME = 4096
+
+
+class InputStore(Protocol):
+    """Where the provider keeps uploads; partial uploads survive a dropped stream."""
+
+    async def begin(self, job_id: bytes, size: int, sha256: bytes) -> int:
+        """Start or resume an upload; returns how many bytes are already stored."""
+        ...
+
+    async def append(self, job_id: bytes, offset: int, data: bytes) -> None: ...
+
+    async def digest(self, job_id: bytes) -> bytes:
+        """SHA-256 of everything stored for the job."""
+        ...
+
+    async def discard(self, job_id: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class UploadReceipt:
+    job_id: bytes
+    size: int
+    sha256: bytes
+    resumed_from: int
+
+
+class MemoryInputStore:
+    """An InputStore in memory: for tests, benches and small devnets."""
+
+    def __init__(self) -> None:
+        self._uploads: dict[bytes, tuple[int, bytes, bytearray]] = {}
+
+    async def begin(self, job_id: bytes, size: int, sha256: bytes) -> int:
+        current = self._uploads.get(job_id)
+        if current is not None and current[:2] == (size, sha256):
+            return len(current[2])
+        self._uploads[job_id] = (size, sha256, bytearray())
+        return 0
+
+    async def append(self, job_id: bytes, offset: int, data: bytes) -> None:
+        stored = self._uploads[job_id][2]
+        if offset != len(stored):
+            raise ValueError(f"append at {offset}, have {len(stored)}")
+        stored += data
+
+    async def digest(self, job_id: bytes) -> bytes:
+        return hashlib.sha256(self._uploads[job_id][2]).digest()
+
+    async def discard(self, job_id: bytes) -> None:
+        self._uploads.pop(job_id, None)
+
+    def stored(self, job_id: bytes) -> bytes:
+        return bytes(self._uploads[job_id][2])
+
+
+async def _run_together(*tasks: Callable[[], Awaitable[None]]) -> None:
+    """Run tasks until all finish; the first real failure propagates unwrapped.
+
+    Sibling tasks on one stream fail together, and callers (and the stream handler
+    wrapper) expect a P2PError, not trio's ExceptionGroup around it.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            for task in tasks:
+                nursery.start_soon(task)
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        primary = next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
+        raise primary from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _refusal(reason: str) -> bytes:
+    return encode_object({"ok": False, "reason": reason})
+
+
+def _check_refusal(reply: JsonObject) -> None:
+    if "ok" in reply and not read_bool(reply, "ok"):
+        raise RemoteRefused(read_str(reply, "reason"))
+
+
+def serve_inputs(host: P2PHost, store: InputStore) -> None:
+    limits = host.stream_limits
+
+    async def handle(peer: PeerId, stream: FramedStream) -> None:
+        header = decode_object(await stream.read_frame(MAX_CONTROL_FRAME))
+        job_id = read_hex(header, "job", 32)
+        size = read_int(header, "size", 1, 2**63)
+        sha256 = read_hex(header, "sha256", 32)
+        chunk = read_int(header, "chunk", 0, 2**31)
+        if size > limits.max_input_bytes:
+            await stream.write_frame(_refusal("too_large"))
+            return
+        if not limits.min_chunk_size <= chunk <= limits.max_chunk_size:
+            raise ProtocolViolation(f"chunk size {chunk} outside the protocol's range")
+        offset = await store.begin(job_id, size, sha256)
+        await stream.write_frame(encode_object({"ok": True, "offset": offset}))
+        if offset < size:
+            await _receive_chunks(stream, store, job_id, offset, size, chunk, limits)
+        if await store.digest(job_id) != sha256:
+            await store.discard(job_id)
+            await stream.write_frame(_refusal("hash_mismatch"))
+            logger.warning("input for job %s from %s failed its hash check", job_id.hex(), peer)
+            return
+        await stream.write_frame(encode_object({"done": True, "sha256": hex_of(sha256)}))
+        await stream.expect_end()
+
+    host.set_stream_handler(INPUT_PROTOCOL, handle, deadline_s=None)
+
+
+async def _receive_chunks(
+    stream: FramedStream,
+    store: InputStore,
+    job_id: bytes,
+    offset: int,
+    size: int,
+    chunk: int,
+    limits: StreamLimits,
+) -> None:
+    received_send, received = trio.open_memory_channel[bytes](limits.window_chunks)
+
+    async def read_all() -> None:
+        async with received_send:
+            position = offset
+            while position < size:
+                expected = min(chunk, size - position)
+                data = await stream.read_frame(expected)
+                if len(data) != expected:
+                    raise ProtocolViolation(f"chunk of {len(data)} bytes, expected {expected}")
+                await received_send.send(data)
+                position += expected
+
+    async def store_and_ack() -> None:
+        position = offset
+        async with received:
+            async for data in received:
+                await store.append(job_id, position, data)
+                position += len(data)
+                await stream.write_frame(encode_object({"acked": position}))
+
+    await _run_together(read_all, store_and_ack)
+
+
+async def upload_input(
+    host: P2PHost,
+    peer: PeerId,
+    job_id: bytes,
+    sealed: bytes,
+    *,
+    sha256: bytes | None = None,
+    chunk_size: int | None = None,
+    timeout_s: float = 10.0,
+) -> UploadReceipt:
+    """Send `sealed` for `job_id`, resuming where the provider left off.
+
+    Pass `sha256` when it is already known (the JobRequest commits to it) to save a pass
+    over the input.
+    """
+    limits = host.stream_limits
+    chunk = chunk_size or limits.chunk_size
+    if sha256 is None:
+        sha256 = hashlib.sha256(sealed).digest()
+    size = len(sealed)
+    async with host.exchange(peer, INPUT_PROTOCOL, timeout_s) as stream:
+        await stream.write_frame(
+            encode_object(
+                {"job": hex_of(job_id), "size": size, "sha256": hex_of(sha256), "chunk": chunk}
+            )
+        )
+        reply = decode_object(await stream.read_frame(MAX_CONTROL_FRAME, timeout_s))
+        _check_refusal(reply)
+        resumed_from = read_int(reply, "offset", 0, size)
+        await _send_chunks(stream, sealed, resumed_from, chunk, limits.window_chunks, timeout_s)
+        final = decode_object(await stream.read_frame(MAX_CONTROL_FRAME, timeout_s))
+        _check_refusal(final)
+        if not read_bool(final, "done") or read_hex(final, "sha256", 32) != sha256:
+            raise IntegrityError("provider confirmed a different input hash")
+    return UploadReceipt(job_id, size, sha256, resumed_from)
+
+
+async def _send_chunks(
+    stream: FramedStream, data: bytes, offset: int, chunk: int, window: int, timeout_s: float
+) -> None:
+    size = len(data)
+    view = memoryview(data)
+    # One token per chunk in flight; acks return them. The ack reader runs alongside so
+    # the provider's acks are always drained.
+    credit_send, credit = trio.open_memory_channel[None](window)
+    for _ in range(window):
+        credit_send.send_nowait(None)
+
+    async def read_acks() -> None:
+        acked = offset
+        while acked < size:
+            ack = decode_object(await stream.read_frame(MAX_CONTROL_FRAME, timeout_s))
+            _check_refusal(ack)
+            position = read_int(ack, "acked", 0, size)
+            if position <= acked:
+                raise ProtocolViolation(f"ack went backwards: {position} after {acked}")
+            acked = position
+            credit_send.send_nowait(None)
+
+    async def send_all() -> None:
+        position = offset
+        while position < size:
+            with trio.move_on_after(timeout_s):
+                await credit.receive()
+                end = min(position + chunk, size)
+                await stream.write_frame(bytes(view[position:end]))
+                position = end
+                continue
+            raise PeerTimeoutError(f"no ack within {timeout_s:.1f} s")
+
+    await _run_together(read_acks, send_all)
+
+
+@dataclass(frozen=True)
+class SealedResult:
+    """The sealed output and the enclave's signed receipt over it."""
+
+    output: bytes
+    receipt: Result
+    receipt_signature: bytes
+
+
+class ResultSource(Protocol):
+    async def result(self, peer: PeerId, job_id: bytes) -> SealedResult | None: ...
+
+
+def _receipt_to_json(result: SealedResult) -> dict[str, object]:
+    r = result.receipt
+    return {
+        "jobId": hex_of(r.job_id),
+        "provider": r.provider,
+        "inputHash": hex_of(r.input_hash),
+        "outputHash": hex_of(r.output_hash),
+        "signature": hex_of(result.receipt_signature),
+    }
+
+
+def _receipt_from_json(obj: JsonObject) -> tuple[Result, bytes]:
+    return (
+        Result(
+            job_id=read_hex(obj, "jobId", 32),
+            provider=read_str(obj, "provider", 42),
+            input_hash=read_hex(obj, "inputHash", 32),
+            output_hash=read_hex(obj, "outputHash", 32),
+        ),
+        read_hex(obj, "signature", 65),
+    )
+
+
+def serve_results(host: P2PHost, source: ResultSource) -> None:
+    limits = host.stream_limits
+
+    async def handle(peer: PeerId, stream: FramedStream) -> None:
+        request = decode_object(await stream.read_frame(MAX_CONTROL_FRAME))
+        job_id = read_hex(request, "job", 32)
+        result = await source.result(peer, job_id)
+        if result is None:
+            await stream.write_frame(_refusal("no_result"))
+            return
+        output = result.output
+        header = {
+            "ok": True,
+            "size": len(output),
+            "sha256": hex_of(hashlib.sha256(output).digest()),
+            "chunk": limits.chunk_size,
+            "receipt": _receipt_to_json(result),
+        }
+        await stream.write_frame(encode_object(header))
+        view = memoryview(output)
+        for start in range(0, len(output), limits.chunk_size):
+            await stream.write_frame(bytes(view[start : start + limits.chunk_size]))
+
+    host.set_stream_handler(RESULT_PROTOCOL, handle, deadline_s=None)
+
+
+async def download_result(
+    host: P2PHost, peer: PeerId, job_id: bytes, timeout_s: float = 10.0
+) -> SealedResult:
+    """Fetch the sealed output; size and SHA-256 are checked, the receipt is the caller's."""
+    limits = host.stream_limits
+    async with host.exchange(peer, RESULT_PROTOCOL, timeout_s) as stream:
+        await stream.write_frame(encode_object({"job": hex_of(job_id)}))
+        header = decode_object(await stream.read_frame(MAX_CONTROL_FRAME, timeout_s))
+        _check_refusal(header)
+        size = read_int(header, "size", 0, limits.max_result_bytes)
+        sha256 = read_hex(header, "sha256", 32)
+        chunk = read_int(header, "chunk", limits.min_chunk_size, limits.max_chunk_size)
+        receipt, signature = _receipt_from_json(read_object(header, "receipt"))
+        if receipt.job_id != job_id:
+            raise ProtocolViolation("receipt is for another job")
+        output = bytearray()
+        while len(output) < size:
+            output += await stream.read_frame(min(chunk, size - len(output)), timeout_s)
+        if hashlib.sha256(output).digest() != sha256:
+            raise IntegrityError("downloaded output does not match its announced hash")
+    return SealedResult(bytes(output), receipt, signature)
