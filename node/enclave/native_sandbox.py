@@ -183,15 +183,28 @@ class NativeSandbox:
             ),
             threading.Thread(target=_keep_tail, args=(process.stderr, stderr_tail), daemon=True),
         ]
+        # Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which a short job pays
+        # in full; a blocking wait plus a timer that kills at the deadline costs nothing.
+        finished = threading.Lock()
+        exited = False
+
+        def on_deadline() -> None:
+            with finished:
+                if not exited:
+                    stop(FailureReason.TIMEOUT)
+
+        deadline = threading.Timer(limits.wall_seconds, on_deadline)
+        deadline.daemon = True
         pump.start()
         for reader in readers:
             reader.start()
+        deadline.start()
         try:
-            exit_status = process.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            stop(FailureReason.TIMEOUT)
             exit_status = process.wait()
         finally:
+            with finished:
+                exited = True
+            deadline.cancel()
             pump.stop()
         cgroup.kill_all()
         for reader in readers:
