@@ -63,6 +63,11 @@ def run(
         account = load_account(settings.keys.keystore, password)
         identity = load_identity(settings.keys.identity)
         trio.run(run_daemon, settings, account, identity)
+    except KeyboardInterrupt:
+        # Ctrl-C before the daemon installed its own signal handling (password prompt,
+        # key decryption, start-up): nothing was started, so just say so.
+        errors.print("capa: interrupted before the daemon was running")
+        raise typer.Exit(130) from None
     except Exception as exc:
         known = _operator_error(exc)
         if known is None:

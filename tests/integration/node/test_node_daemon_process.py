@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -160,3 +161,48 @@ def test_run_against_another_chain_says_so_in_one_line(
     lines = [line for line in outcome.output.splitlines() if line.strip()]
     assert lines[-1].startswith("capa: chain.chain_id is 1 but")
     assert "serves chain 31337" in lines[-1]
+
+
+def test_ctrl_c_at_the_password_prompt_exits_cleanly(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+) -> None:
+    import pty
+
+    init_node(
+        tmp_path,
+        Role.CLIENT,
+        PASSWORD,
+        rpc_urls=[anvil.rpc_url],
+        chain_id=anvil.chain_id,
+        market=market.deployment.market,
+        scrypt_n=2**4,
+    )
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CAPA_KEYSTORE_PASSWORD"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUN_NODE_APP, "run", "--config", str(tmp_path / "capa.toml")],
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    seen = b""
+    deadline = time.monotonic() + 30
+    try:
+        # The prompt on the terminal is the event: the daemon is waiting for the password.
+        while b"password" not in seen.lower():
+            assert time.monotonic() < deadline, f"no password prompt: {seen!r}"
+            seen += os.read(primary, 4096)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 130
+        with contextlib.suppress(OSError):
+            while chunk := os.read(primary, 4096):
+                seen += chunk
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(primary)
+    assert b"interrupted before the daemon was running" in seen
+    assert b"Traceback" not in seen
