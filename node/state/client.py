@@ -19,7 +19,16 @@ from node.state.changes import (
     StateChange,
 )
 from node.state.effects import FetchOutput, SendInput, SendTransaction, Settlement
-from node.state.model import FINAL_STATUSES, NO_STEP, Identity, Job, JobStatus, StateView, Step
+from node.state.model import (
+    FINAL_STATUSES,
+    NO_STEP,
+    Identity,
+    Job,
+    JobStatus,
+    StateView,
+    Step,
+    matched_job,
+)
 from node.state.values import effect_id
 
 
@@ -38,15 +47,7 @@ def client_transition(me: Identity, jobs: StateView, change: StateChange) -> Ste
             known = jobs.get(change.job_id)
             if known is not None and known.status is not JobStatus.REQUESTED:
                 return NO_STEP
-            job = Job(
-                change.job_id,
-                JobStatus.ASSIGNED,
-                client=change.client,
-                provider=change.provider,
-                price=change.price,
-                deadline=change.deadline,
-                input_hash=change.input_hash,
-            )
+            job = matched_job(change, JobStatus.ASSIGNED)
             hand_over = SendInput(effect_id("input", change.job_id), change.job_id, change.provider)
             matched = Settlement(effect_id("matchJob", change.job_id), True)
             return Step(job=job, effects=(hand_over,), settled=(matched,))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from node.config.model import Role
-from node.state.changes import OfferReceived, PeerSeen
+from node.state.changes import JobMatched, OfferReceived, PeerSeen
 from node.state.effects import Effect, Settlement
 from node.state.values import Address, EffectId, Hash32, JobId
 
@@ -42,6 +42,19 @@ class Job:
     input_hash: Hash32 | None = None
     output_hash: Hash32 | None = None
     error: str = ""
+
+
+def matched_job(change: JobMatched, status: JobStatus) -> Job:
+    """The job a JobMatched event describes, as either side of it tracks it."""
+    return Job(
+        change.job_id,
+        status,
+        client=change.client,
+        provider=change.provider,
+        price=change.price,
+        deadline=change.deadline,
+        input_hash=change.input_hash,
+    )
 
 
 class ApprovalStatus(StrEnum):

@@ -18,7 +18,7 @@ from node.state.changes import (
     StateChange,
 )
 from node.state.effects import SendTransaction, Settlement, StartJob
-from node.state.model import NO_STEP, Identity, Job, JobStatus, StateView, Step
+from node.state.model import NO_STEP, Identity, Job, JobStatus, StateView, Step, matched_job
 from node.state.values import effect_id
 
 
@@ -33,15 +33,7 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
             known = jobs.get(change.job_id)
             if known is not None and known.status is not JobStatus.OPEN:
                 return NO_STEP
-            job = Job(
-                change.job_id,
-                JobStatus.RUNNING,
-                client=change.client,
-                provider=change.provider,
-                price=change.price,
-                deadline=change.deadline,
-                input_hash=change.input_hash,
-            )
+            job = matched_job(change, JobStatus.RUNNING)
             return Step(job=job, effects=(_start(job),))
         case JobPosted():
             if change.job_id in jobs:
