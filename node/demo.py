@@ -38,14 +38,15 @@ from node.enclave.backend import BindingRequest, EnclaveInstance, sim_backend
 from node.enclave.jobs import JobId, JobLimits, JobSpec
 from node.enclave.sealing import Direction, open_stream, public_key_bytes, seal_bytes
 from node.enclave.workloads import WasmWorkload
+from proofs.claims import TcbStatus, TeeKind
 from proofs.collateral_source import NoCollateral
 from proofs.evidence import verify_evidence
 from proofs.policy import Policy, Verdict, evaluate
 from proofs.receipts import result_digest, verify_signed_by
 
 WORKLOAD = Path(__file__).resolve().parents[1] / "workloads" / "wasm" / "upper.wasm"
-SIM = 5
-SIM_TCB_FLOOR = 0  # sim evidence has no TCB: the kind policy cannot ask for one
+SIM = int(TeeKind.SIM)
+SIM_TCB_FLOOR = int(TcbStatus.REVOKED)  # sim evidence has no TCB: the policy cannot ask for one
 PRICE = 10**16
 STAKE = 10**18
 INSECURE = "[bold red]INSECURE[/bold red]"
