@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+
+from node.chain.errors import ChainError
 
 chain_app = typer.Typer(
     help="On-chain market: deploy and inspect the contracts.", no_args_is_help=True
@@ -18,4 +21,8 @@ def deploy(
     """Deploy ProviderRegistry, AttestationVerifier and JobMarket to a devnet."""
     from node.chain.devnet import deploy_and_print
 
-    deploy_and_print(rpc_url)
+    try:
+        deploy_and_print(rpc_url)
+    except ChainError as exc:
+        Console(stderr=True).print(f"capa: deploy failed: {exc}", highlight=False)
+        raise typer.Exit(1) from None
