@@ -73,6 +73,18 @@ def _check_report_data(report_data: bytes) -> None:
         raise AttestationFailed(f"report data must be 64 bytes, got {len(report_data)}")
 
 
+class _HasAvailability(Protocol):
+    def availability(self) -> Availability: ...
+
+
+def _check_ready(attester: _HasAvailability, report_data: bytes) -> None:
+    """Before touching hardware: well-formed report data, and the interface is there."""
+    _check_report_data(report_data)
+    availability = attester.availability()
+    if not availability.available:
+        raise AttestationUnavailable(availability.detail)
+
+
 def _read_limited(path: Path) -> bytes:
     with path.open("rb") as handle:
         data = handle.read(MAX_EVIDENCE_BYTES + 1)
@@ -161,10 +173,7 @@ class ConfigfsTsmAttester:
     def evidence(
         self, report_data: ReportData, measurement: WorkloadMeasurement
     ) -> AttesterEvidence:
-        _check_report_data(report_data)
-        availability = self.availability()
-        if not availability.available:
-            raise AttestationUnavailable(availability.detail)
+        _check_ready(self, report_data)
         entry = self._root / f"capacloud-{uuid.uuid4().hex}"
         try:
             self._entries.create(entry)
@@ -219,10 +228,7 @@ class GramineAttester:
     def evidence(
         self, report_data: ReportData, measurement: WorkloadMeasurement
     ) -> AttesterEvidence:
-        _check_report_data(report_data)
-        availability = self.availability()
-        if not availability.available:
-            raise AttestationUnavailable(availability.detail)
+        _check_ready(self, report_data)
         try:
             (self._root / "user_report_data").write_bytes(report_data)
             quote = _read_limited(self._root / "quote")
@@ -328,10 +334,7 @@ class NvidiaGpuAttester:
         return Availability(True, f"{len(gpus)} GPU(s) in confidential-computing mode")
 
     def evidence(self, report_data: ReportData) -> tuple[GpuEvidence, ...]:
-        _check_report_data(report_data)
-        availability = self.availability()
-        if not availability.available:
-            raise AttestationUnavailable(availability.detail)
+        _check_ready(self, report_data)
         nonce = bytes(report_data[:32])
         return tuple(
             GpuEvidence(

@@ -28,6 +28,7 @@ from node.state.model import (
     StateView,
     Step,
     matched_job,
+    posted_job,
 )
 from node.state.values import effect_id
 
@@ -55,14 +56,7 @@ def client_transition(me: Identity, jobs: StateView, change: StateChange) -> Ste
             known = jobs.get(change.job_id)
             if known is not None and known.status is not JobStatus.REQUESTED:
                 return NO_STEP
-            job = Job(
-                change.job_id,
-                JobStatus.OPEN,
-                client=change.client,
-                price=change.max_price,
-                deadline=change.deadline,
-                input_hash=change.input_hash,
-            )
+            job = posted_job(change)
             return Step(job=job, settled=(Settlement(effect_id("postJob", change.job_id), True),))
         case JobAccepted():
             known = jobs.get(change.job_id)

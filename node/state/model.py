@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from node.config.model import Role
-from node.state.changes import JobMatched, OfferReceived, PeerSeen
+from node.state.changes import JobMatched, JobPosted, OfferReceived, PeerSeen
 from node.state.effects import Effect, Settlement
 from node.state.values import Address, EffectId, Hash32, JobId
 
@@ -52,6 +52,18 @@ def matched_job(change: JobMatched, status: JobStatus) -> Job:
         client=change.client,
         provider=change.provider,
         price=change.price,
+        deadline=change.deadline,
+        input_hash=change.input_hash,
+    )
+
+
+def posted_job(change: JobPosted) -> Job:
+    """The open job a JobPosted event describes: its escrow is the client's max price."""
+    return Job(
+        change.job_id,
+        JobStatus.OPEN,
+        client=change.client,
+        price=change.max_price,
         deadline=change.deadline,
         input_hash=change.input_hash,
     )

@@ -18,7 +18,16 @@ from node.state.changes import (
     StateChange,
 )
 from node.state.effects import SendTransaction, Settlement, StartJob
-from node.state.model import NO_STEP, Identity, Job, JobStatus, StateView, Step, matched_job
+from node.state.model import (
+    NO_STEP,
+    Identity,
+    Job,
+    JobStatus,
+    StateView,
+    Step,
+    matched_job,
+    posted_job,
+)
 from node.state.values import effect_id
 
 
@@ -38,14 +47,7 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
         case JobPosted():
             if change.job_id in jobs:
                 return NO_STEP
-            job = Job(
-                change.job_id,
-                JobStatus.OPEN,
-                client=change.client,
-                price=change.max_price,
-                deadline=change.deadline,
-                input_hash=change.input_hash,
-            )
+            job = posted_job(change)
             return Step(job=job)
         case AcceptJobRequested():
             known = jobs.get(change.job_id)

@@ -155,21 +155,20 @@ def test_a_transaction_reverted_on_chain_reports_the_decoded_reason(
         sender = _sender(real, store, actors.client, market)
         rpc(anvil.rpc_url, "evm_setAutomine", [False])
         try:
-            async with trio.open_nursery() as nursery:
 
-                async def run(effect: SendTransaction) -> None:
-                    outcomes[effect.effect_id] = await sender.execute(effect)
+            async def run(effect: SendTransaction) -> None:
+                outcomes[effect.effect_id] = await sender.execute(effect)
 
-                nursery.start_soon(run, first)
-                nursery.start_soon(run, second)
-                with trio.fail_after(20):
-                    while len(store.query("transactions")) < 2:
-                        await sender.attempt_recorded.wait()
-                nursery.start_soon(keep_mining, anvil.rpc_url)
-                with trio.fail_after(20):
-                    while len(outcomes) < 2:
-                        await trio.sleep(0.02)
-                nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as miners:
+                # The senders' nursery closes when both executions returned.
+                with trio.fail_after(40):
+                    async with trio.open_nursery() as senders:
+                        senders.start_soon(run, first)
+                        senders.start_soon(run, second)
+                        while len(store.query("transactions")) < 2:
+                            await sender.attempt_recorded.wait()
+                        miners.start_soon(keep_mining, anvil.rpc_url)
+                miners.cancel_scope.cancel()
         finally:
             rpc(anvil.rpc_url, "evm_setAutomine", [True])
             await real.aclose()
@@ -197,13 +196,14 @@ def test_a_stuck_transaction_is_bumped_with_the_same_nonce_and_higher_fees(
         sender = _sender(real, store, actors.client, market, bump_after=0.3)
         rpc(anvil.rpc_url, "evm_setAutomine", [False])  # nothing gets mined: the tx is stuck
         try:
-            async with trio.open_nursery() as nursery:
 
-                async def run() -> None:
-                    result.append(await sender.execute(effect))
+            async def run() -> None:
+                result.append(await sender.execute(effect))
 
-                nursery.start_soon(run)
-                with trio.fail_after(20):
+            # The nursery closes when the execution returned.
+            with trio.fail_after(40):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(run)
                     while True:
                         record = store.transaction_for(effect.effect_id)
                         # Attempts are recorded before they are broadcast: a third one means
@@ -211,11 +211,7 @@ def test_a_stuck_transaction_is_bumped_with_the_same_nonce_and_higher_fees(
                         if record is not None and len(record.attempts) >= 3:
                             break
                         await sender.attempt_recorded.wait()
-                mine(anvil.rpc_url, 3)
-                with trio.fail_after(20):
-                    while not result:
-                        await trio.sleep(0.02)
-                nursery.cancel_scope.cancel()
+                    mine(anvil.rpc_url, 3)
         finally:
             rpc(anvil.rpc_url, "evm_setAutomine", [True])
             await real.aclose()
