@@ -62,10 +62,6 @@ class Parties:
     client: LocalAccount
 
 
-def _now(market: Market) -> int:
-    return int(market.client.w3.eth.get_block("latest")["timestamp"])
-
-
 def _check_evidence(
     instance: EnclaveInstance, market: Market, provider: str, who: str, expires_at: int
 ) -> Verdict:
@@ -108,8 +104,8 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     gov = parties.governance
     market.set_committee(gov, [parties.verifier.address], [], 1)
     market.set_kind_policy(gov, SIM, True, SIM_TCB_FLOOR)
-    market.approve_measurement(gov, SIM, measurement, _now(market) + 30 * 86400)
-    expires_at = _now(market) + 7 * 86400
+    market.approve_measurement(gov, SIM, measurement, market.latest_timestamp() + 30 * 86400)
+    expires_at = market.latest_timestamp() + 7 * 86400
     provider = parties.provider.address
     verdict = _check_evidence(instance, market, provider, "verifier", expires_at)
     attestation = KeyAttestation(
@@ -141,7 +137,7 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
         measurement=measurement,
         min_tcb_status=SIM_TCB_FLOOR,
         max_price=PRICE,
-        deadline=_now(market) + 3600,
+        deadline=market.latest_timestamp() + 3600,
         nonce=request_nonce,
     )
     assert request.job_id(parties.client.address) == job_id
@@ -151,7 +147,7 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
         measurement=measurement,
         price=PRICE,
         max_duration=1800,
-        valid_until=_now(market) + 300,
+        valid_until=market.latest_timestamp() + 300,
         request_hash=request.request_hash(parties.client.address),
         nonce=int.from_bytes(os.urandom(8)),
     )

@@ -25,12 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
-from node.chain.devnet import SeededProvider, seed_provider
+from node.chain.devnet import SeededProvider, match_quoted, seed_provider
 from node.chain.market import Market
 from node.chain.typed_data import (
     JobRequest,
     KeyAttestation,
-    Offer,
     Result,
     ResultBatch,
     batch_root,
@@ -62,9 +61,6 @@ class Bench:
     seeded: SeededProvider
     nonce: int = 0
 
-    def now(self) -> int:
-        return int(self.market.client.w3.eth.get_block("latest")["timestamp"])
-
     def match(self, *, duration: int = 3600) -> tuple[bytes, JobRequest, int]:
         self.nonce += 1
         request = JobRequest(
@@ -74,23 +70,13 @@ class Bench:
             measurement=bytes(32),
             min_tcb_status=1,
             max_price=PRICE,
-            deadline=self.now() + duration,
+            deadline=self.market.latest_timestamp() + duration,
             nonce=self.nonce,
         )
-        job_id = request.job_id(self.client.address)
-        offer = Offer(
-            provider=self.seeded.account.address,
-            tee_kind=TDX,
-            measurement=MEASUREMENT,
-            price=PRICE,
-            max_duration=duration,
-            valid_until=self.now() + 600,
-            request_hash=request.request_hash(self.client.address),
-            nonce=self.nonce,
+        receipt = match_quoted(
+            self.market, self.client, self.seeded, request, price=PRICE, max_duration=duration
         )
-        sig = offer.sign(self.market.market_domain, self.seeded.account.key)
-        receipt = self.market.match_job(self.client, request, offer, sig)
-        return job_id, request, int(receipt["gasUsed"])
+        return request.job_id(self.client.address), request, int(receipt["gasUsed"])
 
     def result_signature(self, job_id: bytes, request: JobRequest, output: bytes) -> bytes:
         result = Result(job_id, self.seeded.account.address, request.input_hash, output)
@@ -135,7 +121,7 @@ def register_key_gas(rpc_url: str, accounts: list[LocalAccount], k: int) -> int:
     )  # fmt: skip
     # Measure a second key: the policy and committee slots exist, as they do in production.
     enclave = Account.create()
-    now = int(chain.w3.eth.get_block("latest")["timestamp"])
+    now = market.latest_timestamp()
     att = KeyAttestation(
         provider=accounts[1].address,
         enclave_key=enclave.address,
@@ -177,7 +163,7 @@ def main() -> None:
             measurement=bytes(32),
             min_tcb_status=1,
             max_price=PRICE,
-            deadline=bench.now() + 3600,
+            deadline=market.latest_timestamp() + 3600,
             nonce=10**6,
         )
         figures["postJob"] = int(market.post_job(client, open_request)["gasUsed"])

@@ -14,12 +14,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from rich.console import Console
 from rich.table import Table
+from web3.types import TxReceipt
 
 from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, MarketConfig, deploy_market
 from node.chain.market import Market
-from node.chain.typed_data import KeyAttestation
+from node.chain.typed_data import JobRequest, KeyAttestation, Offer
 
 TCB_OUT_OF_DATE = 1
 TCB_UP_TO_DATE = 6
@@ -64,7 +65,7 @@ def seed_provider(
     The committee here signs without looking at evidence: that is the devnet shortcut.
     Real verifiers sign only after proofs/ accepted the provider's evidence.
     """
-    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    now = market.latest_timestamp()
     if int(market.client.call("AttestationVerifier", market.verifier.functions.threshold())) == 0:
         market.set_committee(governance, [m.address for m in committee], [], len(committee))
     market.set_kind_policy(governance, tee_kind, True, TCB_OUT_OF_DATE)
@@ -82,6 +83,54 @@ def seed_provider(
     )
     market.register_key(provider, attestation, market.committee_signatures(attestation, committee))
     return SeededProvider(provider, key, tee_kind, measurement)
+
+
+def quote(
+    market: Market,
+    seeded: SeededProvider,
+    *,
+    price: int,
+    request_hash: bytes,
+    nonce: int,
+    max_duration: int = 1800,
+    valid_for: int = 600,
+) -> tuple[Offer, bytes]:
+    """The provider's signed offer for its registered kind and measurement.
+
+    `request_hash` binds it to one client's request (JobRequest.request_hash); zero bytes
+    make it a standing offer."""
+    offer = Offer(
+        provider=seeded.account.address,
+        tee_kind=seeded.tee_kind,
+        measurement=seeded.measurement,
+        price=price,
+        max_duration=max_duration,
+        valid_until=market.latest_timestamp() + valid_for,
+        request_hash=request_hash,
+        nonce=nonce,
+    )
+    return offer, offer.sign(market.market_domain, seeded.account.key)
+
+
+def match_quoted(
+    market: Market,
+    client: LocalAccount,
+    seeded: SeededProvider,
+    request: JobRequest,
+    *,
+    price: int,
+    max_duration: int = 1800,
+) -> TxReceipt:
+    """The provider quotes exactly this request of this client, and the client pays."""
+    offer, signature = quote(
+        market,
+        seeded,
+        price=price,
+        request_hash=request.request_hash(client.address),
+        nonce=request.nonce,
+        max_duration=max_duration,
+    )
+    return market.match_job(client, request, offer, signature)
 
 
 def print_deployment(deployment: Deployment, rpc_url: str) -> None:

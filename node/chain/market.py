@@ -184,6 +184,10 @@ class Market:
             input_hash=bytes(raw[8]),
         )
 
+    def latest_timestamp(self) -> int:
+        """The newest block's time: what deadlines and validity are checked against."""
+        return int(self.client.w3.eth.get_block("latest")["timestamp"])
+
     def balance_of(self, account: str) -> int:
         return int(self.client.call("JobMarket", self.market.functions.balanceOf(account)))
 

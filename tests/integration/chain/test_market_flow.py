@@ -7,19 +7,15 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from node.chain.client import ChainClient
-from node.chain.devnet import SeededProvider, seed_provider
+from node.chain.devnet import SeededProvider, match_quoted, quote, seed_provider
 from node.chain.errors import ContractRevert, RpcUnavailable, WrongChain
 from node.chain.market import JobState, Market
-from node.chain.typed_data import JobRequest, Offer, Result, ResultBatch, batch_root, sign_message
+from node.chain.typed_data import JobRequest, Result, ResultBatch, batch_root, sign_message
 
 TDX = 2
 MEASUREMENT = keccak(b"mrtd of the capa runner image")
 STAKE = 5 * 10**18
 PRICE = 10**17
-
-
-def _now(market: Market) -> int:
-    return int(market.client.w3.eth.get_block("latest")["timestamp"])
 
 
 def _seed(market: Market, actors, provider=None) -> SeededProvider:  # type: ignore[no-untyped-def]
@@ -42,29 +38,14 @@ def _request(market: Market, nonce: int = 1, *, max_price: int = PRICE) -> JobRe
         measurement=bytes(32),
         min_tcb_status=1,
         max_price=max_price,
-        deadline=_now(market) + 3600,
-        nonce=nonce,
-    )
-
-
-def _offer(market: Market, seeded: SeededProvider, nonce: int, request_hash: bytes) -> Offer:
-    return Offer(
-        provider=seeded.account.address,
-        tee_kind=TDX,
-        measurement=MEASUREMENT,
-        price=PRICE,
-        max_duration=1800,
-        valid_until=_now(market) + 600,
-        request_hash=request_hash,
+        deadline=market.latest_timestamp() + 3600,
         nonce=nonce,
     )
 
 
 def _match(market: Market, actors, seeded: SeededProvider, nonce: int) -> JobRequest:  # type: ignore[no-untyped-def]
     request = _request(market, nonce)
-    offer = _offer(market, seeded, nonce, request.request_hash(actors.client.address))
-    signature = offer.sign(market.market_domain, seeded.account.key)
-    market.match_job(actors.client, request, offer, signature)
+    match_quoted(market, actors.client, seeded, request, price=PRICE)
     return request
 
 
@@ -139,8 +120,7 @@ def test_result_signed_by_unregistered_key_is_refused(market: Market, actors) ->
 def test_replayed_offer_is_refused_with_its_nonce(market: Market, actors) -> None:  # type: ignore[no-untyped-def]
     seeded = _seed(market, actors)
     first = _request(market, 10)
-    standing = _offer(market, seeded, nonce=77, request_hash=bytes(32))
-    signature = standing.sign(market.market_domain, seeded.account.key)
+    standing, signature = quote(market, seeded, price=PRICE, request_hash=bytes(32), nonce=77)
     market.match_job(actors.client, first, standing, signature)
     with pytest.raises(ContractRevert) as err:
         market.match_job(actors.client, _request(market, 11), standing, signature)

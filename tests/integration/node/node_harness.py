@@ -12,9 +12,9 @@ import trio
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from node.chain.devnet import SeededProvider
+from node.chain.devnet import SeededProvider, match_quoted
 from node.chain.market import Market
-from node.chain.typed_data import JobRequest, Offer, Result, sign_message
+from node.chain.typed_data import JobRequest, Result, sign_message
 from node.config.loader import load_config
 from node.config.model import NodeConfig
 from node.daemon.state_service import StateService
@@ -61,7 +61,6 @@ def nonce_of(url: str, address: str) -> int:
 
 
 def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int) -> JobRequest:
-    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
     request = JobRequest(
         spec_hash=keccak(b"spec"),
         input_hash=keccak(b"sealed input %d" % nonce),
@@ -69,21 +68,10 @@ def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int
         measurement=bytes(32),
         min_tcb_status=1,
         max_price=PRICE,
-        deadline=now + 3600,
+        deadline=market.latest_timestamp() + 3600,
         nonce=nonce,
     )
-    offer = Offer(
-        provider=seeded.account.address,
-        tee_kind=TDX,
-        measurement=MEASUREMENT,
-        price=PRICE,
-        max_duration=1800,
-        valid_until=now + 600,
-        request_hash=request.request_hash(actors.client.address),
-        nonce=nonce,
-    )
-    signature = offer.sign(market.market_domain, seeded.account.key)
-    market.match_job(actors.client, request, offer, signature)
+    match_quoted(market, actors.client, seeded, request, price=PRICE)
     return request
 
 

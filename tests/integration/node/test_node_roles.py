@@ -49,7 +49,7 @@ def test_a_client_pays_for_a_job_through_the_api(
     config = write_config(
         tmp_path, role="client", rpc_urls=[anvil.rpc_url], market=market.deployment.market
     )
-    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    now = market.latest_timestamp()
     request = JobRequest(
         keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 7
     )
@@ -123,7 +123,7 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
     config = write_config(
         tmp_path, role="provider", rpc_urls=[anvil.rpc_url], market=market.deployment.market
     )
-    now = int(market.client.w3.eth.get_block("latest")["timestamp"])
+    now = market.latest_timestamp()
     request = JobRequest(
         keccak(b"spec"), keccak(b"posted"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 9
     )
