@@ -9,6 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from eth_utils.crypto import keccak
+
 from node.chain.errors import ArtifactError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +62,20 @@ def load_artifact(name: str) -> ContractArtifact:
         raise ArtifactError(f"missing artifact {path}: run `make contracts`") from exc
     except (KeyError, ValueError) as exc:
         raise ArtifactError(f"malformed artifact {path}: {exc}") from exc
+
+
+def abi_type(param: dict[str, Any]) -> str:
+    """The canonical type of an ABI parameter, tuples spelled out as in signatures."""
+    if param["type"].startswith("tuple"):
+        inner = ",".join(abi_type(c) for c in param["components"])
+        return f"({inner}){param['type'][5:]}"
+    return str(param["type"])
+
+
+def abi_selector(item: dict[str, Any]) -> bytes:
+    """The 4-byte selector of an ABI function or error entry."""
+    types = ",".join(abi_type(p) for p in item["inputs"])
+    return keccak(text=f"{item['name']}({types})")[:4]
 
 
 def stale_artifacts() -> list[str]:

@@ -20,7 +20,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted
 from web3.types import TxParams, TxReceipt, Wei
 
-from node.chain.artifacts import DEPLOYABLE_CONTRACTS, load_artifact
+from node.chain.artifacts import DEPLOYABLE_CONTRACTS, abi_selector, abi_type, load_artifact
 from node.chain.errors import ContractRevert, RpcUnavailable, TransactionFailed, WrongChain
 
 _ERROR_STRING = keccak(text="Error(string)")[:4]
@@ -34,13 +34,6 @@ class _ErrorAbi:
     types: tuple[str, ...]
 
 
-def _type_string(param: dict[str, Any]) -> str:
-    if param["type"].startswith("tuple"):
-        inner = ",".join(_type_string(c) for c in param["components"])
-        return f"({inner}){param['type'][5:]}"
-    return str(param["type"])
-
-
 @cache
 def _known_errors() -> dict[bytes, _ErrorAbi]:
     errors: dict[bytes, _ErrorAbi] = {}
@@ -48,9 +41,8 @@ def _known_errors() -> dict[bytes, _ErrorAbi]:
         for item in load_artifact(name).abi:
             if item["type"] != "error":
                 continue
-            types = tuple(_type_string(p) for p in item["inputs"])
-            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
-            errors.setdefault(selector, _ErrorAbi(name, item["name"], types))
+            types = tuple(abi_type(p) for p in item["inputs"])
+            errors.setdefault(abi_selector(item), _ErrorAbi(name, item["name"], types))
     return errors
 
 

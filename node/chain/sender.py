@@ -22,9 +22,8 @@ from eth_abi.abi import encode
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
-from node.chain.artifacts import load_artifact
+from node.chain.artifacts import abi_selector, abi_type, load_artifact
 from node.chain.client import decode_revert
 from node.chain.errors import RpcRequestError
 from node.chain.rpc import JsonRpc
@@ -56,21 +55,12 @@ class _Function:
     inputs: tuple[dict[str, Any], ...]
 
 
-def _abi_type(param: dict[str, Any]) -> str:
-    if param["type"].startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in param["components"])
-        return f"({inner}){param['type'][5:]}"
-    return str(param["type"])
-
-
 @cache
 def _market_functions() -> dict[str, _Function]:
     found = {}
     for item in load_artifact("JobMarket").abi:
         if item["type"] == "function":
-            types = ",".join(_abi_type(p) for p in item["inputs"])
-            selector = keccak(text=f"{item['name']}({types})")[:4]
-            found[item["name"]] = _Function(selector, tuple(item["inputs"]))
+            found[item["name"]] = _Function(abi_selector(item), tuple(item["inputs"]))
     return found
 
 
@@ -95,7 +85,7 @@ def encode_market_call(function: str, args_json: str) -> bytes:
     spec = _market_functions()[function]
     values = json.loads(args_json)
     converted = [_from_json(p, v) for p, v in zip(spec.inputs, values, strict=True)]
-    return spec.selector + encode([_abi_type(p) for p in spec.inputs], converted)
+    return spec.selector + encode([abi_type(p) for p in spec.inputs], converted)
 
 
 def revert_reason(error: RpcRequestError) -> str | None:
