@@ -24,10 +24,15 @@ TOPIC = "capa-interop"
 BLOB = "/capa-interop/blob/1"
 TEN_MIB = 10 * 1024 * 1024
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (JS_DIR / "node_modules").is_dir(),
-    reason="needs node and `npm ci` in tests/interop/js",
-)
+
+@pytest.fixture(autouse=True)
+def _js_libp2p_installed() -> None:
+    """`make test` installs js-libp2p; a machine without it fails here, it never skips."""
+    if shutil.which("node") is None or not (JS_DIR / "node_modules").is_dir():
+        pytest.fail(
+            "interop needs Node.js and `npm ci` in tests/interop/js (`make deps` does both)",
+            pytrace=False,
+        )
 
 
 class JsPeer:
