@@ -48,9 +48,7 @@ class AnvilNode:
 
 
 @contextmanager
-def run_anvil(
-    *, chain_id: int = 31337, block_time: int | None = None, timeout: float = 30.0
-) -> Iterator[AnvilNode]:
+def run_anvil(*, chain_id: int = 31337, timeout: float = 30.0) -> Iterator[AnvilNode]:
     """Run anvil on 127.0.0.1 with an OS-chosen port; yields once it listens."""
     args = [
         anvil_binary(),
@@ -63,8 +61,6 @@ def run_anvil(
         "--accounts",
         "10",
     ]
-    if block_time is not None:
-        args += ["--block-time", str(block_time)]
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen(
         args,

@@ -117,6 +117,23 @@ def test_result_signed_by_unregistered_key_is_refused(market: Market, actors) ->
     assert market.job(job_id).state is JobState.ACCEPTED
 
 
+def test_revoking_the_measurement_stops_payment_for_a_running_job(market: Market, actors) -> None:  # type: ignore[no-untyped-def]
+    seeded = _seed(market, actors)
+    request = _match(market, actors, seeded, nonce=4)
+    job_id = request.job_id(actors.client.address)
+    output_hash = keccak(b"out")
+    result = Result(job_id, actors.provider.address, request.input_hash, output_hash)
+    signature = sign_message(market.market_domain, result, seeded.enclave.key)
+
+    market.revoke_measurement(actors.governance, TDX, MEASUREMENT)
+
+    with pytest.raises(ContractRevert) as err:
+        market.submit_result(actors.provider, job_id, output_hash, signature)
+    assert err.value.error == "MeasurementRevoked"
+    assert market.job(job_id).state is JobState.ACCEPTED
+    assert market.balance_of(actors.provider.address) == 0
+
+
 def test_replayed_offer_is_refused_with_its_nonce(market: Market, actors) -> None:  # type: ignore[no-untyped-def]
     seeded = _seed(market, actors)
     first = _request(market, 10)
