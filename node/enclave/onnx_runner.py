@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from node.enclave.jobs import JobLimits, RunReport
-from node.enclave.native_sandbox import Bind, NativeSandbox, SandboxCommand, system_binds
+from node.enclave.native_sandbox import Bind, NativeSandbox, SandboxCommand, python_runtime_binds
 from node.enclave.output import OutputWriter
 from node.enclave.workloads import ONNX_RUNNER_SCRIPT, OnnxWorkload
 
@@ -29,11 +29,9 @@ class OnnxRunner:
         self._model_dir = Path(tempfile.mkdtemp(prefix="capacloud-model-"))
         model_file = self._model_dir / "model.onnx"
         model_file.write_bytes(workload.model)
-        binds, symlinks = system_binds()
-        python_roots = dict.fromkeys(Path(p).resolve() for p in (sys.base_prefix, sys.prefix))
+        binds, symlinks = python_runtime_binds()
         self._binds = (
             *binds,
-            *(Bind(root, str(root)) for root in python_roots if not str(root).startswith("/usr")),
             Bind(model_file, _MODEL_PATH),
             Bind(ONNX_RUNNER_SCRIPT, _RUNNER_PATH),
         )
