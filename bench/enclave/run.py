@@ -34,9 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from node.enclave.backend import SandboxInstance, sim_backend  # noqa: E402
-from node.enclave.cgroups import detect_cgroup_driver  # noqa: E402
 from node.enclave.jobs import JobId, JobLimits, JobOutcome, JobSpec  # noqa: E402
-from node.enclave.native_sandbox import NativeSandbox, find_bubblewrap  # noqa: E402
+from node.enclave.native_sandbox import detect_native_sandbox  # noqa: E402
 from node.enclave.sealing import Direction, public_key_bytes, seal_bytes  # noqa: E402
 from node.enclave.workloads import ExecWorkload, OnnxWorkload, WasmWorkload  # noqa: E402
 from proofs.receipts import job_market_domain  # noqa: E402
@@ -100,9 +99,7 @@ def main() -> None:
         for name in ("sha256", "matmul"):
             subprocess.run(["gcc", "-O2", "-static", "-o", str(root / "bin" / name),
                             str(REPO / "workloads" / "src" / f"{name}.c")], check=True)  # fmt: skip
-        backend = sim_backend(
-            bytes(Account.create().key), NativeSandbox(find_bubblewrap(), detect_cgroup_driver())
-        )
+        backend = sim_backend(bytes(Account.create().key), detect_native_sandbox())
         wasm = {n: backend.create_instance(WasmWorkload((REPO / "workloads" / "wasm" /
                                                          f"{n}.wasm").read_bytes()))
                 for n in ("sha256", "matmul")}  # fmt: skip

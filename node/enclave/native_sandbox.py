@@ -45,7 +45,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from node.enclave.cgroups import CgroupDriver, CgroupLimits, CgroupReport, JobCgroup
+from node.enclave.cgroups import (
+    CgroupDriver,
+    CgroupLimits,
+    CgroupReport,
+    JobCgroup,
+    detect_cgroup_driver,
+)
 from node.enclave.errors import OutputCapExceeded, SandboxUnavailable
 from node.enclave.jobs import Failure, FailureReason, JobLimits, RunReport, Usage
 from node.enclave.output import OutputWriter
@@ -439,6 +445,11 @@ class NativeSandbox:
             ),
             start_seconds=start_seconds,
         )
+
+
+def detect_native_sandbox() -> NativeSandbox:
+    """The native sandbox of this machine, or SandboxUnavailable saying what is missing."""
+    return NativeSandbox(find_bubblewrap(), detect_cgroup_driver())
 
 
 class SandboxProcess:

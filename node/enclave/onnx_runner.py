@@ -11,6 +11,7 @@ import math
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +28,11 @@ class OnnxRunner:
     def __init__(self, workload: OnnxWorkload, sandbox: NativeSandbox) -> None:
         # The model is measured, not secret: it may sit in a host file the sandbox reads.
         self._model_dir = Path(tempfile.mkdtemp(prefix="capacloud-model-"))
+        self._model_dir.chmod(0o711)  # the sandbox user reaches the model, nothing else here
         model_file = self._model_dir / "model.onnx"
         model_file.write_bytes(workload.model)
+        model_file.chmod(0o444)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._model_dir, True)
         binds, symlinks = python_runtime_binds()
         self._binds = (
             *binds,
@@ -56,4 +60,4 @@ class OnnxRunner:
         return self._sandbox.run(command, limits, plaintext, output)
 
     def close(self) -> None:
-        shutil.rmtree(self._model_dir, ignore_errors=True)
+        self._finalizer()
