@@ -210,7 +210,7 @@ class _Stage:
 def scratch_sizes(scratch_bytes: int) -> tuple[tuple[str, int], ...]:
     """The job's writable mounts and their sizes, which add up to at most `scratch_bytes`:
     half for /work, a quarter each for /tmp and /dev/shm, in whole pages (never 0: tmpfs
-    reads size=0 as no limit at all)."""
+    reads size=0 as no limit at all; JobLimits keeps the total at four pages or more)."""
     pages = max(scratch_bytes // _PAGE, 4)
     work, tmp = pages // 2, pages // 4
     shm = pages - work - tmp

@@ -346,10 +346,18 @@ def _read_ready(fd: int, timeout: float) -> bool:
 
 
 def _read_outcome(fd: int) -> dict[str, int] | None:
-    """The child's report, read once every process of the job is gone; integers or nothing."""
+    """The child's report, read once every process of the job is gone."""
     raw = b""
     while len(raw) <= _REPORT_LIMIT and (data := os.read(fd, _REPORT_LIMIT)):
         raw += data
+    return _parse_outcome(raw)
+
+
+def _parse_outcome(raw: bytes) -> dict[str, int] | None:
+    """Integers under the keys we asked for, with exactly one ending, or nothing at all: the
+    child ran the module, so its report may say anything."""
+    if len(raw) > _REPORT_LIMIT:
+        return None
     try:
         document = json.loads(raw.decode("ascii"))
     except (UnicodeDecodeError, ValueError):

@@ -4,6 +4,8 @@ the deadline. Each ends as a failure while this process's peak RSS stays where i
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,3 +115,52 @@ def test_a_blocking_wasi_call_ends_at_the_deadline(backend, client):
     assert ran.outcome.failure is not None
     assert ran.outcome.failure.reason is FailureReason.TIMEOUT, ran.outcome.failure
     assert elapsed < 4, f"the job ran {elapsed:.1f} s past a 1 s deadline"
+
+
+def _host_uids_of(marker: bytes) -> dict[int, list[int]]:
+    """Host uids of every process whose command line contains `marker`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "cmdline").read_bytes():
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        found[int(entry.name)] = [int(uid) for uid in line.split()[1:]]
+    return found
+
+
+def test_the_wasm_runtime_never_runs_as_host_root(backend, client):
+    instance = backend.create_instance(_module(SLEEP_IN_WASI))
+    seen: dict[int, list[int]] = {}
+    job = threading.Thread(
+        target=client.run, args=(instance,), kwargs={"limits": JobLimits(wall_seconds=2)}
+    )
+    job.start()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and job.is_alive():
+        seen.update(_host_uids_of(b"/opt/capacloud/wasm_entry.py"))
+    job.join()
+    assert seen, "no wasm runtime process was seen"
+    assert all(0 not in uids for uids in seen.values()), seen
+
+
+def _wasm_cgroups() -> set[Path]:
+    return {p for p in Path("/sys/fs/cgroup").glob("*/capacloud/wasm-*") if p.is_dir()} | {
+        p for p in Path("/sys/fs/cgroup").glob("capacloud/wasm-*") if p.is_dir()
+    }
+
+
+def test_a_destroyed_instance_leaves_no_process_or_cgroup(backend, client, wasm_module):
+    gc.collect()  # instances of earlier tests close their waiting runtimes
+    before = _wasm_cgroups()
+    instance = backend.create_instance(WasmWorkload(wasm_module("upper")))
+    assert client.run(instance, b"x").outcome.succeeded
+    assert _wasm_cgroups() - before, "the instance keeps a started runtime in a cgroup"
+    instance.destroy()
+    # A cgroup with a process left in it cannot be removed: gone means empty and gone.
+    assert _wasm_cgroups() - before == set()
