@@ -78,16 +78,17 @@ _ENTER_SCRIPT = (
     "shift 2; n=$((n-1)); done; "
     'ulimit -c 0; ulimit -n {open_files}; ulimit -f {file_blocks}; exec "$@"'
 )
-# Host-wide state a job has no business reading or writing; Docker's default masks plus what a
-# red-team pass read (keyrings, page and slab state, the kernel command line). Only those this
-# kernel has are masked: a bind onto a missing /proc entry would fail the whole sandbox.
+# Host-wide state a job has no business reading or writing: Docker's default masks plus what a
+# red-team pass read (keyrings, page and slab state, kernel symbols, the kernel command line).
+# Each mask is a bind mount, which costs bubblewrap a pass over the mount table, so only the
+# entries a job's uid could open are masked: those only root may open stay as they are, since
+# no job runs as root. Entries this kernel lacks are skipped (a bind onto one would fail).
 MASKED_PROC_FILES = (
     "keys", "key-users", "kcore", "kmsg", "kallsyms", "kpageflags", "kpagecount", "kpagecgroup",
     "slabinfo", "sched_debug", "timer_list", "timer_stats", "latency_stats", "sysrq-trigger",
-    "cmdline", "config.gz", "interrupts", "iomem", "ioports", "modules", "vmallocinfo",
-    "pagetypeinfo", "mtrr", "partitions",
+    "cmdline", "config.gz", "interrupts", "vmallocinfo", "pagetypeinfo",
 )  # fmt: skip
-MASKED_PROC_DIRS = ("acpi", "asound", "bus", "driver", "fs", "irq", "scsi", "tty")
+MASKED_PROC_DIRS = ("acpi", "asound", "scsi")
 
 
 @dataclass(frozen=True)
@@ -162,18 +163,20 @@ def _searchable_by(path: Path, identity: JobIdentity) -> bool:
     the sandbox user, so a source under a root-only directory must be staged first."""
     for directory in reversed(path.parents):
         try:
-            info = directory.stat()
+            if not _permissions(directory.stat(), identity) & 0o1:
+                return False
         except OSError:
             return False
-        if info.st_uid == identity.uid:
-            bit = stat.S_IXUSR
-        elif info.st_gid == identity.gid:
-            bit = stat.S_IXGRP
-        else:
-            bit = stat.S_IXOTH
-        if not info.st_mode & bit:
-            return False
     return True
+
+
+def _permissions(info: os.stat_result, identity: JobIdentity) -> int:
+    """The rwx bits (0-7) that apply to `identity` on a file (it has no other group)."""
+    if info.st_uid == identity.uid:
+        return (info.st_mode >> 6) & 0o7
+    if info.st_gid == identity.gid:
+        return (info.st_mode >> 3) & 0o7
+    return info.st_mode & 0o7
 
 
 class _Stage:
@@ -221,7 +224,7 @@ class _Masks:
     """An empty file and an empty directory, mode 000 and owned by this daemon, that bubblewrap
     binds read-only over each masked /proc entry: open fails, chmod hits a read-only mount."""
 
-    def __init__(self) -> None:
+    def __init__(self, identity: JobIdentity) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="capacloud-masks-"))
         self.directory.chmod(0o711)  # bubblewrap resolves the masks as the sandbox user
         self.file = self.directory / "file"
@@ -231,13 +234,15 @@ class _Masks:
         self.file.chmod(0)
         self.dir.chmod(0)
         self._finalizer = weakref.finalize(self, _remove_masks, self.directory)
-        proc = Path("/proc")
-        self.entries = tuple(
-            (f"/proc/{name}", is_dir)
-            for names, is_dir in ((MASKED_PROC_FILES, False), (MASKED_PROC_DIRS, True))
-            for name in names
-            if (proc / name).exists() and (proc / name).is_dir() == is_dir
-        )
+        entries = []
+        for names, is_dir in ((MASKED_PROC_FILES, False), (MASKED_PROC_DIRS, True)):
+            for name in names:
+                path = Path("/proc") / name
+                with contextlib.suppress(OSError):
+                    info = path.stat()
+                    if stat.S_ISDIR(info.st_mode) == is_dir and _permissions(info, identity):
+                        entries.append((str(path), is_dir))
+        self.entries = tuple(entries)
 
 
 def _remove_masks(directory: Path) -> None:
@@ -305,7 +310,7 @@ class NativeSandbox:
                 "--",
             )  # fmt: skip
         self._seccomp = sandbox_filter()
-        self._masks = _Masks()
+        self._masks = _Masks(self._identity)
         self._stage = _Stage(self._identity)
 
     @property

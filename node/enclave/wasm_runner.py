@@ -13,8 +13,9 @@ says so.
 
 A child takes Python and wasmtime about 100 ms to start, so each runner keeps one started child
 waiting in its own cgroup (a spare): a job hands the spare its limits and input and starts in
-milliseconds, and the next spare starts behind it. Spares are started by a thread that lives as
-long as the runner, because bubblewrap dies with the thread that started it.
+milliseconds, and the next spare starts when the job is over. Jobs on one runner take turns,
+as they did when wasm ran in this process. Spares are started by a thread that lives as long as
+the runner, because bubblewrap dies with the thread that started it.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ _RUNTIME_PIDS = 16
 _SPARE_LIMITS = JobLimits(wall_seconds=1.0, memory_bytes=RUNTIME_MEMORY_BYTES, pids=_RUNTIME_PIDS,
                           scratch_bytes=1024 * 1024)  # fmt: skip
 _READY_SECONDS = 60.0
+_TAKE_POLL_SECONDS = 1.0
 _REPORT_LIMIT = 4096
 _ARTIFACT_PATH = "/opt/capacloud/module.cwasm"
 _ENTRY_PATH = "/opt/capacloud/wasm_entry.py"
@@ -136,16 +138,24 @@ class _Spares:
                 self._slot.put_nowait(item)
 
     def take(self) -> _Spare:
-        try:
-            item = self._slot.get(timeout=_READY_SECONDS)
-        except queue.Empty:
-            raise SandboxUnavailable(
-                f"no wasm runtime was ready within {_READY_SECONDS:.0f} s"
-            ) from None
-        self._wanted.set()
+        """The started spare, once there is one (a job before this one may still be running);
+        the caller calls `replenish` once its job is over."""
+        while True:
+            try:
+                item = self._slot.get(timeout=_TAKE_POLL_SECONDS)
+                break
+            except queue.Empty:
+                if self._closed or not self._thread.is_alive():
+                    raise SandboxUnavailable("the wasm runner is closed") from None
         if isinstance(item, SandboxUnavailable):
+            self.replenish()
             raise item
         return item
+
+    def replenish(self) -> None:
+        """Starts the next spare. After a job rather than during it: starting Python and
+        wasmtime takes a CPU for a while, which a running job should not have to share."""
+        self._wanted.set()
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +246,7 @@ class WasmRunner:
             outcome = _read_outcome(spare.report_fd)
         finally:
             spare.discard()
+            self._spares.replenish()
         fuel_left = None if outcome is None else outcome.get("fuel_left")
         fuel_consumed = None
         if fuel_left is not None and 0 <= fuel_left <= fuel_budget:
