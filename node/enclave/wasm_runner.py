@@ -231,9 +231,12 @@ class WasmRunner:
                 }
             ).encode()
             start_seconds = 0.0
+            runtime_cpu: float | None = None
 
             def hand_over() -> None:
-                nonlocal start_seconds
+                nonlocal start_seconds, runtime_cpu
+                # The cgroup has carried the runtime since it started: that is not the job's.
+                runtime_cpu = spare.sandbox.cgroup.report().cpu_seconds
                 spare.sandbox.cgroup.set_limits(
                     CgroupLimits(
                         limits.memory_bytes + RUNTIME_MEMORY_BYTES, _RUNTIME_PIDS, limits.cpus
@@ -252,12 +255,15 @@ class WasmRunner:
         if fuel_left is not None and 0 <= fuel_left <= fuel_budget:
             fuel_consumed = fuel_budget - fuel_left
         memory_bytes = None if outcome is None else outcome.get("memory_bytes")
+        cpu_seconds = end.cgroup.cpu_seconds
+        if cpu_seconds is not None and runtime_cpu is not None:
+            cpu_seconds = max(0.0, cpu_seconds - runtime_cpu)
         return RunReport(
             exit_code=None if outcome is None else outcome.get("exit"),
             failure=_classify(end, outcome, limits),
             usage=Usage(
                 wall_seconds=time.perf_counter() - started,
-                cpu_seconds=end.cgroup.cpu_seconds,
+                cpu_seconds=cpu_seconds,
                 fuel_consumed=fuel_consumed,
                 peak_memory_bytes=memory_bytes,
                 output_bytes=output.written,

@@ -124,3 +124,13 @@ def test_concurrent_jobs_on_one_instance_take_turns(backend, wasm_module, client
         ran = results[n]
         assert ran.outcome.succeeded, ran.outcome.failure
         assert ran.plaintext_output == data.upper()
+
+
+def test_a_job_is_not_charged_the_cpu_its_runtime_took_to_start(backend, wasm_module, client):
+    """Starting Python and wasmtime takes a tenth of a CPU second or more, in the same cgroup;
+    an empty job's own share is a few milliseconds."""
+    instance = backend.create_instance(WasmWorkload(wasm_module("upper")))
+    ran = client.run(instance, b"")
+    assert ran.outcome.succeeded, ran.outcome.failure
+    cpu = ran.outcome.usage.cpu_seconds
+    assert cpu is not None and cpu < 0.05, cpu
