@@ -81,6 +81,9 @@ class Outcome:
     survivors: list[Survivor] = field(default_factory=list)
     seconds: float = 0.0
 
+    def count(self, status: str) -> int:
+        return sum(1 for found in self.statuses.values() if found == status)
+
     @property
     def counted(self) -> int:
         return sum(1 for status in self.statuses.values() if status not in NOT_COUNTED)
@@ -154,10 +157,10 @@ def mutmut(scratch: Path, *args: str, log: Path | None = None) -> str:
             raise SystemExit(f"mutate: mutmut {' '.join(args)} failed:\n{done.stderr}")
         return done.stdout
     with log.open("w") as out:
-        done = subprocess.run(
+        ran = subprocess.run(
             command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT, check=False
         )
-    if done.returncode != 0:
+    if ran.returncode != 0:
         tail = log.read_text()[-3000:]
         raise SystemExit(f"mutate: mutmut {' '.join(args)} failed (log {log}):\n{tail}")
     return ""
@@ -279,14 +282,13 @@ def run_target(target: Target, jobs: int) -> Outcome:
 
 def report(outcomes: list[Outcome]) -> None:
     print()
-    print(
-        f"{'file':<28} {'mutants':>7} {'killed':>7} {'survived':>8} {'score':>7} {'min':>5}  {'time':>6}"
-    )
+    header = ("file", "mutants", "killed", "timeout", "survived", "score", "min", "time")
+    print("{:<28} {:>7} {:>6} {:>7} {:>8} {:>7} {:>5} {:>6}".format(*header))
     for o in outcomes:
-        mark = "" if o.passed else "  BELOW"
         print(
-            f"{o.target.path:<28} {o.counted:>7} {o.detected:>7} {o.counted - o.detected:>8} "
-            f"{o.score:>6.1f}% {o.target.min_score:>4.0f}%  {o.seconds:>5.0f}s{mark}"
+            f"{o.target.path:<28} {o.counted:>7} {o.count('killed'):>6} {o.count('timeout'):>7} "
+            f"{o.counted - o.detected:>8} {o.score:>6.1f}% {o.target.min_score:>4.0f}% "
+            f"{o.seconds:>5.0f}s" + ("" if o.passed else "  BELOW")
         )
     for o in outcomes:
         if not o.survivors:
@@ -301,7 +303,8 @@ def report(outcomes: list[Outcome]) -> None:
                 o.target.path: {
                     "score": round(o.score, 1),
                     "mutants": o.counted,
-                    "killed": o.detected,
+                    "killed": o.count("killed"),
+                    "timeout": o.count("timeout"),
                     "min": o.target.min_score,
                 }
                 for o in outcomes

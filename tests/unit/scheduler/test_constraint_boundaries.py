@@ -232,11 +232,11 @@ def test_unverified_evidence_is_refused_and_is_the_farthest_miss() -> None:
         K.EVIDENCE, "verified within 3600 s", "unverified", "evidence not verified", -(2**62)
     )
     fresh_enough = EvidenceConstraint(3600)
-    never = {"evidence_verified": False, "evidence_verified_at": None}
-    assert failure_of(fresh_enough, **never) == unverified
+    never = failure_of(fresh_enough, evidence_verified=False, evidence_verified_at=None)
+    assert never == unverified
     # A verification time without the verified flag is still unverified.
-    stale_flag = {"evidence_verified": False, "evidence_verified_at": Timestamp(NOW)}
-    assert failure_of(fresh_enough, **stale_flag) == unverified
+    flag_off = failure_of(fresh_enough, evidence_verified=False, evidence_verified_at=NOW)
+    assert flag_off == unverified
 
 
 # --- resources -------------------------------------------------------------------------------
@@ -379,10 +379,14 @@ def test_nearest_miss_for_amounts_is_the_largest_offered() -> None:
 
 def test_failures_follow_kind_order_whatever_order_the_caller_gives() -> None:
     bad = offer(cpu_cores=2, price_per_hour=Wei(11 * MILLI), latency_hint_ms=500)
-    caller_order = [PriceConstraint(Wei(10 * MILLI)), LatencyConstraint(100), CpuCoresConstraint(4)]
+    caller_order: list[Constraint] = [
+        PriceConstraint(Wei(10 * MILLI)),
+        LatencyConstraint(100),
+        CpuCoresConstraint(4),
+    ]
     kinds = [failure.kind for failure in failures_of(caller_order, bad, NOW)]
     assert kinds == [K.CPU_CORES, K.LATENCY, K.PRICE]
-    two = [LatencyConstraint(100), OfferValidityConstraint()]
+    two: list[Constraint] = [LatencyConstraint(100), OfferValidityConstraint()]
     kinds = [failure.kind for failure in failures_of(two, bad, Timestamp(20_000))]
     assert kinds == [K.OFFER_VALIDITY, K.LATENCY]
 
