@@ -15,7 +15,6 @@ from proofs.receipts import (
     KeyAttestation,
     Result,
     ResultBatch,
-    attestation_verifier_domain,
     batch_root,
     inclusion_proof,
     job_market_domain,
@@ -77,31 +76,13 @@ def test_a_long_measurement_is_attested_as_its_keccak() -> None:
     mrtd = b"\x09" * 48
     assert measurement_word(mrtd) == keccak(mrtd)
     assert measurement_word(b"\x09" * 32) == b"\x09" * 32
-    attestation = KeyAttestation(PROVIDER, "0x" + "56" * 20, 2, mrtd, 6, b"\x0a" * 32, 1234)
-    reference = _reference(
-        "CapaCloud AttestationVerifier",
-        "KeyAttestation",
-        [
-            {"name": "provider", "type": "address"},
-            {"name": "enclaveKey", "type": "address"},
-            {"name": "teeKind", "type": "uint8"},
-            {"name": "measurement", "type": "bytes32"},
-            {"name": "tcbStatus", "type": "uint8"},
-            {"name": "evidenceHash", "type": "bytes32"},
-            {"name": "expiresAt", "type": "uint64"},
-        ],
-        {
-            "provider": PROVIDER,
-            "enclaveKey": "0x" + "56" * 20,
-            "teeKind": 2,
-            "measurement": keccak(mrtd),
-            "tcbStatus": 6,
-            "evidenceHash": b"\x0a" * 32,
-            "expiresAt": 1234,
-        },
-    )
-    domain = attestation_verifier_domain(31337, CONTRACT)
-    assert typed_data_digest(domain, attestation.hash_struct()) == reference
+
+    def attestation(measurement: bytes) -> KeyAttestation:
+        return KeyAttestation(PROVIDER, "0x" + "56" * 20, 2, measurement, 6, b"\x0a" * 32, 1234)
+
+    # The 32-byte form is checked against the EIP-712 reference in test_proofs_receipts.
+    assert attestation(mrtd).hash_struct() == attestation(keccak(mrtd)).hash_struct()
+    assert attestation(mrtd).hash_struct() != attestation(mrtd[:32]).hash_struct()
 
 
 @pytest.mark.parametrize(
