@@ -100,6 +100,17 @@ class Outcome:
     def passed(self) -> bool:
         return self.counted > 0 and self.score >= self.target.min_score
 
+    def per_file(self) -> list[tuple[str, Outcome]]:
+        """A package target's outcome split by file (its score stays the package's)."""
+        by_module: dict[str, dict[str, str]] = {}
+        for name, status in self.statuses.items():
+            module = name.rpartition(".")[0]
+            by_module.setdefault(module, {})[name] = status
+        return [
+            (module.replace(".", "/") + ".py", Outcome(self.target, statuses))
+            for module, statuses in sorted(by_module.items())
+        ]
+
 
 def load_targets() -> list[Target]:
     raw = tomllib.loads(TARGETS_FILE.read_text())
@@ -284,12 +295,32 @@ def report(outcomes: list[Outcome]) -> None:
     print()
     header = ("file", "mutants", "killed", "timeout", "survived", "score", "min", "time")
     print("{:<28} {:>7} {:>6} {:>7} {:>8} {:>7} {:>5} {:>6}".format(*header))
+    row = "{:<28} {:>7} {:>6} {:>7} {:>8} {:>6.1f}%"
     for o in outcomes:
         print(
-            f"{o.target.path:<28} {o.counted:>7} {o.count('killed'):>6} {o.count('timeout'):>7} "
-            f"{o.counted - o.detected:>8} {o.score:>6.1f}% {o.target.min_score:>4.0f}% "
-            f"{o.seconds:>5.0f}s" + ("" if o.passed else "  BELOW")
+            row.format(
+                o.target.path,
+                o.counted,
+                o.count("killed"),
+                o.count("timeout"),
+                o.counted - o.detected,
+                o.score,
+            )
+            + f" {o.target.min_score:>4.0f}% {o.seconds:>5.0f}s"
+            + ("" if o.passed else "  BELOW")
         )
+        if not o.target.path.endswith(".py"):
+            for path, part in o.per_file():
+                print(
+                    row.format(
+                        "  " + path,
+                        part.counted,
+                        part.count("killed"),
+                        part.count("timeout"),
+                        part.counted - part.detected,
+                        part.score,
+                    )
+                )
     for o in outcomes:
         if not o.survivors:
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -110,3 +111,28 @@ def test_a_long_line_is_shortened_to_the_part_that_changed() -> None:
     assert short_before.startswith("…") and short_after.startswith("…")
     assert "debug mode" in short_before and "XXdebug" in short_after
     assert len(short_before) < len(before)
+
+
+def test_the_report_scores_each_target_and_ends_with_one_json_object(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package = mutate.Target("node/state/", (), 85.0)
+    statuses = {
+        "node.state.machine.x_transition__mutmut_1": "killed",
+        "node.state.machine.x_transition__mutmut_2": "timeout",
+        "node.state.codec.x_decode__mutmut_1": "survived",
+        "node.state.codec.x_decode__mutmut_2": "killed",
+        "node.state.codec.x_decode__mutmut_3": "skipped",
+    }
+    outcome = mutate.Outcome(package, statuses)
+    assert (outcome.counted, outcome.detected, outcome.score) == (4, 3, 75.0)
+    assert not outcome.passed
+    by_file = {path: part.score for path, part in outcome.per_file()}
+    assert by_file == {"node/state/codec.py": 50.0, "node/state/machine.py": 100.0}
+    mutate.report([outcome])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("node/state/") and line.endswith("BELOW") for line in lines)
+    assert any(line.startswith("  node/state/codec.py") for line in lines)
+    assert json.loads(lines[-1]) == {
+        "node/state/": {"score": 75.0, "mutants": 4, "killed": 2, "timeout": 1, "min": 85.0}
+    }
