@@ -1,7 +1,7 @@
 """Mutation testing of the code that decides trust: `make mutate [FILE=proofs/policy.py]`.
 
-mutmut makes the mutants and runs the tests against each (one mutant at a time, only the tests
-that call the mutated function). This wrapper adds what mutmut lacks for this repository:
+mutmut makes the mutants and runs the tests against each (one mutant per test run, only the
+tests that call the mutated function). This wrapper adds what mutmut lacks for this repository:
 
 - mutmut reads its settings only from the pyproject.toml of the directory it runs in and runs
   every mutant against one test selection. Here each target has its own tests (the committed
@@ -52,8 +52,7 @@ class Target:
     @property
     def module_prefix(self) -> str:
         """The dotted prefix of the mutant names mutmut gives this target's functions."""
-        dotted = self.path.removesuffix(".py").rstrip("/").replace("/", ".")
-        return dotted if self.path.endswith(".py") else dotted + "."
+        return self.path.removesuffix(".py").rstrip("/").replace("/", ".") + "."
 
     @property
     def only_mutate(self) -> str:

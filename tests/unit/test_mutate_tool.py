@@ -75,7 +75,7 @@ def test_a_package_directory_target_mutates_each_of_its_files() -> None:
     assert package.module_prefix == "node.state."
     single = mutate.Target("scheduler/capacity.py", (), 90.0)
     assert single.only_mutate == "scheduler/capacity.py"
-    assert single.module_prefix == "scheduler.capacity"
+    assert single.module_prefix == "scheduler.capacity."
 
 
 def test_function_start_finds_functions_methods_and_decorated_methods() -> None:
