@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas clean
+.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas mutate clean
 
 all: test
 
@@ -60,5 +60,11 @@ demo: deps
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py
 
+# Mutation testing of the deciding code (not part of `make test`: minutes per file).
+# `make mutate` runs every target in tools/mutate-targets.toml; `make mutate FILE=proofs/policy.py`
+# one of them. MUTATE_JOBS=N limits the mutants run at once (default: one per CPU).
+mutate: $(BIN)/.installed
+	$(BIN)/python tools/mutate.py $(FILE)
+
 clean:
-	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache build/mutate
