@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from proofs.collateral_directory import CollateralDirectory
@@ -29,7 +29,7 @@ from proofs.sev_snp import parse_snp_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TESTDATA = Path(__file__).resolve().parents[2] / "data" / "attestation"
 CASES = sorted(p.name for p in TESTDATA.iterdir() if (p / "case.json").is_file())
 INTEL_CASES = [c for c in CASES if (TESTDATA / c / "quote.bin").is_file()]
 SNP_CASES = [c for c in CASES if (TESTDATA / c / "report.bin").is_file()]
@@ -230,7 +230,7 @@ def test_naive_time_is_refused() -> None:
         _verify("snp-2", at=datetime(2023, 1, 25))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(st.binary(max_size=1300))
 def test_parsers_raise_only_proof_errors(data: bytes) -> None:
     for parse in (parse_intel_quote, parse_snp_report):
@@ -238,7 +238,7 @@ def test_parsers_raise_only_proof_errors(data: bytes) -> None:
             parse(data)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(
     name=st.sampled_from(CASES),
     position=st.floats(min_value=0, max_value=0.999),
