@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proofs import pinned_roots
 from proofs.collateral_directory import CollateralDirectory
 from proofs.errors import (
     BindingMismatch,
@@ -68,6 +71,21 @@ def _flip(data: bytes, offset: int) -> bytes:
 
 def test_testdata_is_present() -> None:
     assert len(CASES) >= 9, TESTDATA
+
+
+def _certificates(pem: bytes) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
+
+
+def test_pinned_roots_are_the_recorded_files() -> None:
+    roots = TESTDATA / "roots"
+    pairs = [(roots / "intel_sgx_root_ca.pem", pinned_roots.INTEL_SGX_ROOT_CA_PEM)]
+    for product, chains in pinned_roots.AMD_ROOT_CHAINS.items():
+        folder = roots / "amd" / product.value.lower()
+        pairs += [(folder / "ask_ark.pem", chains.ask_ark_pem)]
+        pairs += [(folder / "asvk_ark.pem", chains.asvk_ark_pem)]
+    for recorded, pinned in pairs:
+        assert _certificates(recorded.read_bytes()) == _certificates(pinned), recorded
 
 
 @pytest.mark.parametrize("name", CASES)
