@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fuzz_inputs import Edit, damage, damage_pem_chain, edits, json_values
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proofs.certificates import load_crl
@@ -172,6 +172,10 @@ def test_signed_document_splitter_on_arbitrary_bytes(body: bytes) -> None:
         split_signed_document(body, "tcbInfo", "TCB info")
 
 
+# Found on fresh clones: the CRL version (byte 10) set to 0, cryptography's InvalidVersion; the
+# issuer's UTF8String tag (byte 34) turned BIT STRING, "oid must be X500_UNIQUE_IDENTIFIER".
+@example(crl=CRLS[0], cut=0, position=10.5 / len(CRLS[0]), value=1)
+@example(crl=CRLS[0], cut=0, position=34.5 / len(CRLS[0]), value=15)
 @pytest.mark.fuzz
 @given(
     crl=st.sampled_from(CRLS),
@@ -188,6 +192,8 @@ def test_damaged_crls_raise_only_our_errors(
         load_crl(bytes(damaged), "CRL")
 
 
+@example(field="root_ca_crl", position=0.03125, value=1)
+@example(field="pck_crl", position=34.5 / len(CRLS[0]), value=15)
 @pytest.mark.fuzz
 @given(
     field=st.sampled_from(["tcb_info_body", "qe_identity_body", "pck_crl", "root_ca_crl"]),
@@ -207,6 +213,8 @@ def test_damaged_collateral_fails_verification_with_our_errors(
         verify_intel_quote(quote, damaged, at)
 
 
+@example(name="sgx-1", field="pck_crl", in_der=False, index=0, changes=[("xor", 34, 15)])
+@example(name="sgx-1", field="root_ca_crl", in_der=False, index=0, changes=[("xor", 9, 1)])
 @pytest.mark.fuzz
 @given(
     name=st.sampled_from(INTEL_CASES),
