@@ -39,7 +39,7 @@ class Policy:
         is refused (PolicyInvalid), never coerced; `"allow_debug": "false"` must not allow."""
         if not isinstance(raw, Mapping):
             raise PolicyInvalid(f"a policy is a JSON object, not {type(raw).__name__}")
-        unknown = sorted(str(key) for key in set(raw) - _POLICY_KEYS)
+        unknown = sorted(str(key) for key in set(raw) - POLICY_KEYS)
         if unknown:
             raise PolicyInvalid(f"unknown policy keys: {', '.join(unknown)}")
         default = cls()
@@ -79,7 +79,7 @@ class Policy:
         )
 
 
-_POLICY_KEYS = frozenset(
+POLICY_KEYS = frozenset(
     {
         "accepted_kinds",
         "min_tcb_status",
