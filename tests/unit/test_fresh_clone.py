@@ -63,8 +63,8 @@ def test_a_lone_clone_collects_every_test_from_its_own_code(tmp_path: Path) -> N
         clone, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"
     )
     report = collected.stdout + collected.stderr
+    # A module that cannot find its data fails collection (exit status 2, "ERROR collecting").
     assert collected.returncode == 0, report[-4000:]
-    assert " error" not in report.lower(), report[-4000:]
     assert "tests/unit/proofs/test_proofs_cases.py::test_case_yields_expected_verdict[sgx-1]" in (
         collected.stdout
     ), "the attestation cases were not collected from the clone's tests/data"
