@@ -172,10 +172,6 @@ def test_signed_document_splitter_on_arbitrary_bytes(body: bytes) -> None:
         split_signed_document(body, "tcbInfo", "TCB info")
 
 
-# Found on fresh clones: the CRL version (byte 10) set to 0, cryptography's InvalidVersion; the
-# issuer's UTF8String tag (byte 34) turned BIT STRING, "oid must be X500_UNIQUE_IDENTIFIER".
-@example(crl=CRLS[0], cut=0, position=10.5 / len(CRLS[0]), value=1)
-@example(crl=CRLS[0], cut=0, position=34.5 / len(CRLS[0]), value=15)
 @pytest.mark.fuzz
 @given(
     crl=st.sampled_from(CRLS),
@@ -183,6 +179,10 @@ def test_signed_document_splitter_on_arbitrary_bytes(body: bytes) -> None:
     position=st.floats(0, 0.999),
     value=st.integers(1, 255),
 )
+# Found on fresh clones: the CRL version (byte 10) set to 0, cryptography's InvalidVersion; the
+# issuer's UTF8String tag (byte 34) turned BIT STRING, "oid must be X500_UNIQUE_IDENTIFIER".
+@example(crl=CRLS[0], cut=0, position=10.5 / len(CRLS[0]), value=1)
+@example(crl=CRLS[0], cut=0, position=34.5 / len(CRLS[0]), value=15)
 def test_damaged_crls_raise_only_our_errors(
     crl: bytes, cut: int, position: float, value: int
 ) -> None:
@@ -192,14 +192,14 @@ def test_damaged_crls_raise_only_our_errors(
         load_crl(bytes(damaged), "CRL")
 
 
-@example(field="root_ca_crl", position=0.03125, value=1)
-@example(field="pck_crl", position=34.5 / len(CRLS[0]), value=15)
 @pytest.mark.fuzz
 @given(
     field=st.sampled_from(["tcb_info_body", "qe_identity_body", "pck_crl", "root_ca_crl"]),
     position=st.floats(0, 0.999),
     value=st.integers(1, 255),
 )
+@example(field="root_ca_crl", position=0.03125, value=1)
+@example(field="pck_crl", position=34.5 / len(CRLS[0]), value=15)
 def test_damaged_collateral_fails_verification_with_our_errors(
     field: str, position: float, value: int
 ) -> None:
@@ -213,8 +213,6 @@ def test_damaged_collateral_fails_verification_with_our_errors(
         verify_intel_quote(quote, damaged, at)
 
 
-@example(name="sgx-1", field="pck_crl", in_der=False, index=0, changes=[("xor", 34, 15)])
-@example(name="sgx-1", field="root_ca_crl", in_der=False, index=0, changes=[("xor", 9, 1)])
 @pytest.mark.fuzz
 @given(
     name=st.sampled_from(INTEL_CASES),
@@ -223,6 +221,8 @@ def test_damaged_collateral_fails_verification_with_our_errors(
     index=st.integers(0, 1),
     changes=edits(),
 )
+@example(name="sgx-1", field="pck_crl", in_der=False, index=0, changes=[("xor", 34, 15)])
+@example(name="sgx-1", field="root_ca_crl", in_der=False, index=0, changes=[("xor", 9, 1)])
 def test_damaged_intel_collateral_raises_only_our_errors(
     name: str, field: str, in_der: bool, index: int, changes: list[Edit]
 ) -> None:
