@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas mutate clean
+.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest fuzz demo bench-gas mutate clean
 
 all: test
 
@@ -53,6 +53,15 @@ pytest: deps
 	$(BIN)/pytest -q
 
 test: deps test-forge lint typecheck pytest
+
+# The long random search over the evidence and collateral parsers and verifiers (the tests
+# marked fuzz; profiles in tests/conftest.py): FUZZ_EXAMPLES examples per property (default
+# 20000), a fresh random seed per run unless SEED is given. `make test` runs the same
+# properties derandomized, with their found failures kept as @example regressions.
+FUZZ_EXAMPLES ?= 20000
+fuzz: deps
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -q --timeout=0 \
+		$(if $(SEED),--hypothesis-seed=$(SEED))
 
 demo: deps
 	$(BIN)/python -m node.demo
