@@ -4,7 +4,9 @@ Run: `make bench-gas` (or `.venv/bin/python bench/gas/run.py`). Figures are rece
 gasUsed: what the sender pays, 21,000 base and calldata included, storage refunds deducted.
 "Steady" rows are what a provider or client pays once its ledger slots and nonce word
 exist (every transaction after its first); "first" rows are a brand-new account's cost.
-Prints a table, then one JSON line.
+claimTimeout is the proven timeout (with the provider's input receipt: refund, slash, the
+client's share credited); claimTimeout_noReceipt only refunds. Prints a table, then one
+JSON line.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ IEXEC_MATCH_ORDERS = 487_000
 IEXEC_PUSH_RESULT = 243_000
 
 GOALS = {
-    "matchJob": 120_000,
-    "submitResult": 60_000,
-    "claimTimeout": 55_000,
+    "matchJob": 130_000,
+    "submitResult": 65_000,
+    "claimTimeout": 70_000,
     "registerKey_k1": 100_000,
     "batch_per_job_100": 15_000,
 }
@@ -74,12 +76,22 @@ class Bench:
             nonce=self.nonce,
         )
         receipt = match_quoted(
-            self.market, self.client, self.seeded, request, price=PRICE, max_duration=duration
+            self.market,
+            self.client,
+            self.seeded,
+            request,
+            price=PRICE,
+            min_duration=duration // 2,
+            max_duration=duration,
         )
         return request.job_id(self.client.address), request, int(receipt["gasUsed"])
 
+    def result(self, job_id: bytes, request: JobRequest, output: bytes) -> Result:
+        address = self.seeded.account.address
+        return Result(job_id, address, request.spec_hash, request.input_hash, output)
+
     def result_signature(self, job_id: bytes, request: JobRequest, output: bytes) -> bytes:
-        result = Result(job_id, self.seeded.account.address, request.input_hash, output)
+        result = self.result(job_id, request, output)
         return sign_message(self.market.market_domain, result, self.seeded.enclave.key)
 
     def submit(self, job_id: bytes, request: JobRequest) -> int:
@@ -92,8 +104,7 @@ class Bench:
         jobs = [self.match()[:2] for _ in range(n)]
         outputs = [keccak(b"output " + j) for j, _ in jobs]
         leaves = [
-            Result(j, self.seeded.account.address, r.input_hash, o).hash_struct()
-            for (j, r), o in zip(jobs, outputs, strict=True)
+            self.result(j, r, o).hash_struct() for (j, r), o in zip(jobs, outputs, strict=True)
         ]
         batch = ResultBatch(self.seeded.account.address, batch_root(leaves), n)
         sig = sign_message(self.market.market_domain, batch, self.seeded.enclave.key)
@@ -102,11 +113,16 @@ class Bench:
         )
         return int(receipt["gasUsed"])
 
-    def timeout(self) -> int:
-        job_id, _, _ = self.match(duration=60)
+    def timeout(self, *, proven: bool = True) -> int:
+        job_id, request, _ = self.match(duration=60)
+        input_receipt = b""
+        if proven:
+            input_receipt = self.market.sign_input_receipt(
+                self.seeded.account, job_id, request.spec_hash, request.input_hash
+            )
         deadline = self.market.job(job_id).deadline
         self.market.client.w3.provider.make_request("evm_mine", [deadline + 1])  # type: ignore[arg-type]
-        receipt = self.market.claim_timeout(self.client, job_id)
+        receipt = self.market.claim_timeout(self.client, job_id, input_receipt)
         return int(receipt["gasUsed"])
 
 
@@ -155,6 +171,7 @@ def main() -> None:
         job_id, request, figures["matchJob"] = bench.match()
         figures["submitResult"] = bench.submit(job_id, request)
         figures["claimTimeout"] = bench.timeout()
+        figures["claimTimeout_noReceipt"] = bench.timeout(proven=False)
 
         open_request = JobRequest(
             spec_hash=keccak(b"open spec"),
@@ -168,7 +185,7 @@ def main() -> None:
         )
         figures["postJob"] = int(market.post_job(client, open_request)["gasUsed"])
         open_id = open_request.job_id(client.address)
-        accept = market.accept_job(provider, open_id, seeded.enclave.address)
+        accept = market.accept_job(provider, open_id, seeded.enclave.address, 60)
         figures["acceptJob"] = int(accept["gasUsed"])
 
         for n in (1, 10, 100):
