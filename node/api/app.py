@@ -105,6 +105,10 @@ _ACTION_SCHEMA = {
         },
         "job_id": {"type": "string", "pattern": "^0x[0-9a-f]{64}$"},
         "enclave_key": {"type": "string", "description": "accept_job: the enclave key's address"},
+        "min_duration": {
+            "type": "integer",
+            "description": "accept_job: seconds the provider needs at least (default 600)",
+        },
         "amount": {"type": "integer", "description": "withdraw: wei"},
         "to": {"type": "string", "description": "withdraw: recipient address (default: this node)"},
         "args": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
+from web3.types import Nonce
 from web3.utils import get_create_address
 
 from node.chain.client import ChainClient
@@ -57,7 +58,7 @@ def deploy_market(
     fees_to = treasury or gov
     verifier, _ = client.deploy("AttestationVerifier", deployer, gov, config.sim_allowed)
     nonce = client.w3.eth.get_transaction_count(deployer.address, "pending")
-    predicted_market = get_create_address(deployer.address, nonce + 1)
+    predicted_market = get_create_address(deployer.address, Nonce(nonce + 1))
     registry, _ = client.deploy(
         "ProviderRegistry",
         deployer,

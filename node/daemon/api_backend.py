@@ -17,6 +17,11 @@ from node.state.errors import InvalidValue
 from node.state.values import to_address, to_job_id
 from node.store.store import Store
 
+# The least time a provider asks for when it takes a posted job and names none: enough for the
+# input upload and a short job. acceptJob refuses a deadline closer than this, so an accept that
+# waited long to be mined cannot leave the provider a job it has no time to finish.
+DEFAULT_ACCEPT_MIN_DURATION_S = 600
+
 
 class DaemonApiBackend:
     def __init__(
@@ -68,8 +73,14 @@ class DaemonApiBackend:
         try:
             match name:
                 case "accept_job":
+                    min_duration = int(action.get("min_duration", DEFAULT_ACCEPT_MIN_DURATION_S))
+                    if min_duration < 0:
+                        raise BadRequest("min_duration: expected a number of seconds >= 0")
                     return sc.AcceptJobRequested(
-                        request_id, to_job_id(action["job_id"]), to_address(action["enclave_key"])
+                        request_id,
+                        to_job_id(action["job_id"]),
+                        to_address(action["enclave_key"]),
+                        min_duration,
                     )
                 case "claim_timeout":
                     return sc.ClaimTimeoutRequested(request_id, to_job_id(action["job_id"]))
