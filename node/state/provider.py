@@ -122,12 +122,12 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
             known = jobs.get(change.job_id)
             if known is None:
                 return NO_STEP
-            release = effect_id("releaseJob", change.job_id)
-            done = tuple(
-                Settlement(e, e == release, "" if e == release else "job given back")
+            ours = effect_id("releaseJob", change.job_id)
+            closed = tuple(
+                Settlement(e, e == ours, "" if e == ours else "job given back")
                 for e in jobs.pending_for(change.job_id)
             )
-            return Step(job=replace(known, status=JobStatus.REFUNDED), settled=done)
+            return Step(job=replace(known, status=JobStatus.REFUNDED), settled=closed)
         case JobCancelled():
             known = jobs.get(change.job_id)
             if known is None:
