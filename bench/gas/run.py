@@ -4,8 +4,9 @@ Run: `make bench-gas` (or `.venv/bin/python bench/gas/run.py`). Figures are rece
 gasUsed: what the sender pays, 21,000 base and calldata included, storage refunds deducted.
 "Steady" rows are what a provider or client pays once its ledger slots and nonce word
 exist (every transaction after its first); "first" rows are a brand-new account's cost.
-claimTimeout is the proven timeout (with the provider's input receipt: refund, slash, the
-client's share credited); claimTimeout_noReceipt only refunds. Prints a table, then one
+matchJob takes a quote bound to the request; matchJob_standing spends a standing offer's
+nonce. claimTimeout is the proven timeout (with the provider's input receipt: refund, slash,
+the client's share credited); claimTimeout_noReceipt only refunds. Prints a table, then one
 JSON line.
 """
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
-from node.chain.devnet import SeededProvider, match_quoted, seed_provider
+from node.chain.devnet import SeededProvider, match_quoted, quote, seed_provider
 from node.chain.market import Market
 from node.chain.typed_data import (
     JobRequest,
@@ -63,7 +64,10 @@ class Bench:
     seeded: SeededProvider
     nonce: int = 0
 
-    def match(self, *, duration: int = 3600) -> tuple[bytes, JobRequest, int]:
+    def match(
+        self, *, duration: int = 3600, standing: bool = False
+    ) -> tuple[bytes, JobRequest, int]:
+        """A quote bound to the request (the usual path), or a standing offer it spends."""
         self.nonce += 1
         request = JobRequest(
             spec_hash=keccak(b"spec %d" % self.nonce),
@@ -75,15 +79,27 @@ class Bench:
             deadline=self.market.latest_timestamp() + duration,
             nonce=self.nonce,
         )
-        receipt = match_quoted(
-            self.market,
-            self.client,
-            self.seeded,
-            request,
-            price=PRICE,
-            min_duration=duration // 2,
-            max_duration=duration,
-        )
+        if standing:
+            offer, signature = quote(
+                self.market,
+                self.seeded,
+                price=PRICE,
+                request_hash=bytes(32),
+                nonce=self.nonce,
+                min_duration=duration // 2,
+                max_duration=duration,
+            )
+            receipt = self.market.match_job(self.client, request, offer, signature)
+        else:
+            receipt = match_quoted(
+                self.market,
+                self.client,
+                self.seeded,
+                request,
+                price=PRICE,
+                min_duration=duration // 2,
+                max_duration=duration,
+            )
         return request.job_id(self.client.address), request, int(receipt["gasUsed"])
 
     def result(self, job_id: bytes, request: JobRequest, output: bytes) -> Result:
@@ -172,6 +188,8 @@ def main() -> None:
         figures["submitResult"] = bench.submit(job_id, request)
         figures["claimTimeout"] = bench.timeout()
         figures["claimTimeout_noReceipt"] = bench.timeout(proven=False)
+        extra["matchJob_standing_first"] = bench.match(standing=True)[2]  # its nonce word is new
+        figures["matchJob_standing"] = bench.match(standing=True)[2]
 
         open_request = JobRequest(
             spec_hash=keccak(b"open spec"),

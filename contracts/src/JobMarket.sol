@@ -665,15 +665,8 @@ contract JobMarket is IJobMarket, PaymentToken, EIP712, ReentrancyGuardTransient
     }
 
     /// @notice hashStruct(Task{specHash, inputHash}): what a job keeps of its request.
-    function hashTask(bytes32 specHash, bytes32 inputHash) public pure returns (bytes32 h) {
-        bytes32 typehash = TASK_TYPEHASH;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, typehash)
-            mstore(add(m, 0x20), specHash)
-            mstore(add(m, 0x40), inputHash)
-            h := keccak256(m, 0x60)
-        }
+    function hashTask(bytes32 specHash, bytes32 inputHash) public pure returns (bytes32) {
+        return _hashStruct2(TASK_TYPEHASH, specHash, inputHash);
     }
 
     function resultDigest(bytes32 jobId, address provider, bytes32 taskHash, bytes32 outputHash)
@@ -734,13 +727,17 @@ contract JobMarket is IJobMarket, PaymentToken, EIP712, ReentrancyGuardTransient
         }
     }
 
-    function _hashInputReceipt(bytes32 jobId, bytes32 taskHash) internal pure returns (bytes32 h) {
-        bytes32 typehash = INPUT_RECEIPT_TYPEHASH;
+    function _hashInputReceipt(bytes32 jobId, bytes32 taskHash) internal pure returns (bytes32) {
+        return _hashStruct2(INPUT_RECEIPT_TYPEHASH, jobId, taskHash);
+    }
+
+    /// @dev hashStruct of a struct of two 32-byte words (hashed in scratch memory, unallocated).
+    function _hashStruct2(bytes32 typehash, bytes32 a, bytes32 b) internal pure returns (bytes32 h) {
         assembly ("memory-safe") {
             let m := mload(0x40)
             mstore(m, typehash)
-            mstore(add(m, 0x20), jobId)
-            mstore(add(m, 0x40), taskHash)
+            mstore(add(m, 0x20), a)
+            mstore(add(m, 0x40), b)
             h := keccak256(m, 0x60)
         }
     }

@@ -312,6 +312,12 @@ contract AuditFindingsTest is Fixture {
         vm.prank(address(m2));
         vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 96, 2 * max96));
         r2.slash(provider1, 2 * max96, client, 0);
+        // within range the accounts keep every wei
+        vm.prank(address(m2));
+        r2.slash(provider1, max96 + 5, client, 5);
+        (uint96 unbonding,) = r2.unbonding(provider1);
+        ProviderRegistry.Provider memory p = r2.providerOf(provider1);
+        assertEq(uint256(p.stake) + unbonding + p.slashed + r2.compensationOf(client), 2 * max96);
     }
 
     // ---------------------------------------------------------------- 7: result bound to the spec

@@ -87,15 +87,7 @@ abstract contract Fixture is TestBase {
         IERC20 asset = IERC20(address(token));
         verifier = new AttestationVerifier(gov, false);
         registry = _newRegistry(asset, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
-        market = new JobMarket(
-            asset,
-            IProviderRegistry(address(registry)),
-            IAttestationVerifier(address(verifier)),
-            treasury,
-            FEE_BPS,
-            SLASH_BPS,
-            SLASH_CLIENT_BPS
-        );
+        market = _newMarket(registry, asset, SLASH_BPS);
 
         _setupCommittee(verifier, 2);
         _setupPolicy(verifier);

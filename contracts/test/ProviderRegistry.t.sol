@@ -635,28 +635,6 @@ contract ProviderRegistryTest is Fixture {
         market.submitResult(id, _out(1), _signResult(E1_PK, id, _out(1)));
     }
 
-    /// A slash far past uint96 must revert, not wrap and lose funds from the accounts (finding 6).
-    function test_slash_neverTruncates() public {
-        ProviderRegistry r = _newRegistry(IERC20(address(0)), MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
-        JobMarket m = _newMarket(r, IERC20(address(token)), SLASH_BPS);
-        uint256 max96 = type(uint96).max;
-        vm.deal(alice, 2 * max96);
-        vm.startPrank(alice);
-        r.register{value: max96}(bytes("peer"), max96);
-        r.requestUnbond(max96);
-        r.addStake{value: max96}(max96);
-        vm.stopPrank();
-        vm.prank(address(m));
-        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 96, 2 * max96));
-        r.slash(alice, 2 * max96, client, 0);
-        // within range the three accounts keep every wei
-        vm.prank(address(m));
-        r.slash(alice, max96 + 5, client, 5);
-        (uint96 ub,) = r.unbonding(alice);
-        ProviderRegistry.Provider memory p = r.providerOf(alice);
-        assertEq(uint256(p.stake) + ub + p.slashed + r.compensationOf(client), 2 * max96);
-    }
-
     // ------------------------------------------------------------------ sweep
 
     function test_sweepSlashed() public {

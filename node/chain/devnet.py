@@ -1,6 +1,6 @@
-"""`make demo` for now: start anvil, deploy the three contracts, print their addresses.
-
-Later issues grow this into the full job end to end.
+"""Devnet tools: seed a provider (stake, an allowed kind and measurement, a registered key),
+quote and match; `python -m node.chain.devnet` deploys the contracts to a fresh anvil and
+prints them. The committee here signs without evidence: tests, benches and devnets only.
 """
 
 from __future__ import annotations
