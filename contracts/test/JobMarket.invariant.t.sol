@@ -669,7 +669,7 @@ contract Handler is TestBase {
     function _validKey(uint256 pi, uint256 seed) internal view returns (address) {
         uint256[] storage ks = keyPks[pi];
         for (uint256 k; k < ks.length; ++k) {
-            address key = vm.addr(ks[(seed + k) % ks.length]);
+            address key = vm.addr(ks[(seed % ks.length + k) % ks.length]);
             (bool valid,,,) = verifier.isValidKey(providers[pi], key);
             if (valid) return key;
         }
@@ -680,7 +680,7 @@ contract Handler is TestBase {
     function _fittingKeyPk(uint256 pi, JobMarket.Job memory j, uint256 seed) internal view returns (uint256) {
         uint256[] storage ks = keyPks[pi];
         for (uint256 k; k < ks.length; ++k) {
-            uint256 pk = ks[(seed + k) % ks.length];
+            uint256 pk = ks[(seed % ks.length + k) % ks.length];
             if (_keyFits(j, vm.addr(pk))) return pk;
         }
         return _keyPkOf(pi, seed);
