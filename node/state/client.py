@@ -13,6 +13,7 @@ from node.state.changes import (
     JobMatched,
     JobPosted,
     JobRefunded,
+    JobReleased,
     JobSettled,
     MatchJobRequested,
     PostJobRequested,
@@ -77,7 +78,7 @@ def client_transition(me: Identity, jobs: StateView, change: StateChange) -> Ste
                 change.output_hash,
             )
             return Step(job=job, effects=(fetch,))
-        case JobRefunded():
+        case JobRefunded() | JobReleased():
             known = jobs.get(change.job_id)
             if known is None:
                 return NO_STEP
@@ -93,10 +94,12 @@ def client_transition(me: Identity, jobs: StateView, change: StateChange) -> Ste
             known = jobs.get(change.job_id)
             if known is None or known.status is not JobStatus.ASSIGNED:
                 return Step(rejected=f"job {change.job_id} is not assigned to a provider")
+            # No input receipt yet: the claim refunds without a slash. The provider's receipt
+            # for the input hand-over goes here once the upload protocol returns it.
             send = SendTransaction(
                 effect_id("claimTimeout", change.job_id),
                 "claimTimeout",
-                json.dumps([change.job_id]),
+                json.dumps([change.job_id, "0x"]),
                 0,
             )
             return Step(effects=(send,))

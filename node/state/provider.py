@@ -14,6 +14,7 @@ from node.state.changes import (
     JobMatched,
     JobPosted,
     JobRefunded,
+    JobReleased,
     JobSettled,
     StateChange,
 )
@@ -57,7 +58,7 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
             send = SendTransaction(
                 effect_id("acceptJob", change.job_id),
                 "acceptJob",
-                json.dumps([change.job_id, change.enclave_key]),
+                json.dumps([change.job_id, change.enclave_key, change.min_duration]),
                 0,
             )
             return Step(job=replace(known, status=JobStatus.ACCEPTING), effects=(send,))
@@ -92,7 +93,15 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
             if known is None:
                 return Step(settled=(stopped,))
             failed = replace(known, status=JobStatus.FAILED, error=change.reason)
-            return Step(job=failed, settled=(stopped,))
+            # Give the job back at once: the client is refunded now instead of at the deadline,
+            # the reserved stake is freed, and no timeout can slash a job given back in time.
+            release = SendTransaction(
+                effect_id("releaseJob", change.job_id),
+                "releaseJob",
+                json.dumps([change.job_id]),
+                0,
+            )
+            return Step(job=failed, effects=(release,), settled=(stopped,))
         case JobSettled():
             known = jobs.get(change.job_id)
             if known is None:
@@ -109,6 +118,16 @@ def provider_transition(me: Identity, jobs: StateView, change: StateChange) -> S
                 for e in jobs.pending_for(change.job_id)
             )
             return Step(job=replace(known, status=JobStatus.REFUNDED), settled=dropped)
+        case JobReleased():
+            known = jobs.get(change.job_id)
+            if known is None:
+                return NO_STEP
+            ours = effect_id("releaseJob", change.job_id)
+            closed = tuple(
+                Settlement(e, e == ours, "" if e == ours else "job given back")
+                for e in jobs.pending_for(change.job_id)
+            )
+            return Step(job=replace(known, status=JobStatus.REFUNDED), settled=closed)
         case JobCancelled():
             known = jobs.get(change.job_id)
             if known is None:

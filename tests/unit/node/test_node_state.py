@@ -87,6 +87,40 @@ def test_a_revert_fails_the_waiting_job_with_its_reason() -> None:
     assert submit not in state.pending
 
 
+def test_provider_gives_a_failed_job_back() -> None:
+    release = EffectId(f"releaseJob:{JOB}")
+    state, effects = _run(
+        Role.PROVIDER,
+        PROVIDER,
+        [
+            _matched(),
+            sc.JobExecutionFailed(JOB, "trap: unreachable"),
+            sc.JobReleased(
+                BlockNumber(11), H, TxHash("0x" + "88" * 32), "k4", JOB, CLIENT, PROVIDER, 100
+            ),
+        ],
+    )
+    assert isinstance(effects[1], SendTransaction) and effects[1].function == "releaseJob"
+    assert json.loads(effects[1].args) == [JOB]
+    assert state.jobs[JOB].status is JobStatus.REFUNDED
+    assert release not in state.pending and state.pending == {}
+
+
+def test_client_sees_a_released_job_refunded() -> None:
+    state, _ = _run(
+        Role.CLIENT,
+        CLIENT,
+        [
+            sc.MatchJobRequested("r1", JOB, "[]", 100),
+            _matched(),
+            sc.JobReleased(
+                BlockNumber(11), H, TxHash("0x" + "88" * 32), "k4", JOB, CLIENT, PROVIDER, 100
+            ),
+        ],
+    )
+    assert state.jobs[JOB].status is JobStatus.REFUNDED
+
+
 def test_client_match_then_refund() -> None:
     state, effects = _run(
         Role.CLIENT,
@@ -102,6 +136,9 @@ def test_client_match_then_refund() -> None:
     )
     kinds = [type(e).__name__ + ":" + e.effect_id.split(":")[0] for e in effects]
     assert kinds == ["SendTransaction:matchJob", "SendInput:input", "SendTransaction:claimTimeout"]
+    claim = effects[2]
+    assert isinstance(claim, SendTransaction)
+    assert json.loads(claim.args) == [JOB, "0x"]  # no input receipt: refund only
     assert state.jobs[JOB].status is JobStatus.REFUNDED
     assert list(state.pending) == [
         EffectId(f"input:{JOB}")
@@ -111,7 +148,7 @@ def test_client_match_then_refund() -> None:
 def test_actions_on_the_wrong_job_are_rejected_with_a_reason() -> None:
     view = StateView(NodeState())
     step = transition(
-        Identity(Role.PROVIDER, PROVIDER), view, sc.AcceptJobRequested("r", JOB, OTHER)
+        Identity(Role.PROVIDER, PROVIDER), view, sc.AcceptJobRequested("r", JOB, OTHER, 600)
     )
     assert "not open" in step.rejected and step.effects == ()
 
@@ -134,7 +171,7 @@ change_strategy = st.one_of(
     st.builds(lambda j, p: _matched(j, p), job_ids, st.sampled_from([PROVIDER, OTHER])),
     st.builds(lambda j: sc.JobExecuted(j, H, "0x01"), job_ids),
     st.builds(lambda j: sc.JobExecutionFailed(j, "crash"), job_ids),
-    st.builds(lambda j: sc.AcceptJobRequested("r" + j[-3:], j, OTHER), job_ids),
+    st.builds(lambda j: sc.AcceptJobRequested("r" + j[-3:], j, OTHER, 600), job_ids),
     st.builds(
         lambda j: sc.JobSettled(
             BlockNumber(9), H, TxHash("0x" + "77" * 32), "s" + j[-3:], j, PROVIDER, H, 1
@@ -142,6 +179,12 @@ change_strategy = st.one_of(
         job_ids,
     ),
     st.builds(lambda j: sc.TxReverted(EffectId(f"submitResult:{j}"), None, "x"), job_ids),
+    st.builds(
+        lambda j: sc.JobReleased(
+            BlockNumber(9), H, TxHash("0x" + "99" * 32), "r" + j[-3:], j, CLIENT, PROVIDER, 1
+        ),
+        job_ids,
+    ),
 )
 
 
