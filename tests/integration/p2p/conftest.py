@@ -19,9 +19,10 @@ from node.p2p.config import GossipParams, P2PConfig
 from node.p2p.errors import RemoteRefused
 from node.p2p.evidence_protocol import EvidenceBundle
 from node.p2p.identity import Multiaddr, NodeIdentity, PeerAddress, PeerId
+from node.p2p.input_store import MemoryInputStore
 from node.p2p.node import P2PNode, ProviderServices
 from node.p2p.offers import ListingDetails, SignedOffer
-from node.p2p.transfer import MemoryInputStore, SealedResult
+from node.p2p.transfer import SealedResult
 from scheduler.models import TcbStatus
 
 CHAIN_ID = 31337
