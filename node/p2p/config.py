@@ -92,7 +92,7 @@ class StreamLimits:
     max_input_bytes: int = 4 * 1024 * MIB
     max_result_bytes: int = 4 * 1024 * MIB
     # Uploads received at once, from everyone and from one peer; more are refused as busy.
-    max_concurrent_uploads: int = 8
+    max_concurrent_uploads: int = 16
     max_uploads_per_peer: int = 2
 
     def __post_init__(self) -> None:
@@ -132,6 +132,10 @@ class PeerLimits:
     max_inbound_streams_per_peer: int = 128
     # Bytes beyond the receive window we granted before the connection is closed.
     window_slack_bytes: int = 64 * KIB
+    # Receive window a stream may grow to (Yamux auto-tuning doubles it up to 16 MiB;
+    # the effective cap is twice this), and what one connection may have buffered unread.
+    max_stream_window: int = 1 * MIB
+    max_buffered_per_conn: int = 16 * MIB
     # Pubsub: one RPC stream per peer is the protocol; a reconnect race may briefly add one.
     max_pubsub_streams_per_peer: int = 2
     max_rpc_bytes: int = 256 * KIB

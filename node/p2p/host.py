@@ -35,6 +35,7 @@ from libp2p.peer.id import ID
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from node.p2p.admission import ConnectionGater
 from node.p2p.config import P2PConfig, StreamLimits
@@ -108,7 +109,7 @@ class P2PHost:
                     key_pair, noise_privkey=create_x25519_key_pair().private_key
                 )
             },
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): self._muxers.muxer_class()},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             peerstore_opt=BoundedPeerStore(config.peer_limits),
             listen_addrs=self._listen,
             connection_config=ConnectionConfig(
@@ -128,6 +129,7 @@ class P2PHost:
             config.admission, config.max_inbound_connections, self.is_banned_id, clock
         )
         self.gater.install(network)
+        self._muxers.install(network.upgrader)
         self._host.set_stream_handler(
             ID_PUSH, identify_push_handler(self._host, config.peer_limits, self.report_violation)
         )

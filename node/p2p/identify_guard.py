@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from libp2p.abc import IHost, INetStream
 from libp2p.identity.identify.pb.identify_pb2 import Identify
 from libp2p.identity.update import update_peerstore_from_identify
+from libp2p.io.exceptions import MessageTooLarge
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
@@ -95,6 +96,8 @@ def identify_push_handler(
                 report(peer, "oversized_identify", problem)
                 return
             await update_peerstore_from_identify(host.get_peerstore(), peer, message)
+        except MessageTooLarge as exc:
+            report(peer, "oversized_identify", str(exc))
         except DecodeError as exc:
             report(peer, "malformed_rpc", f"identify/push: {exc}")
         except Exception as exc:

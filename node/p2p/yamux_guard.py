@@ -9,7 +9,8 @@ everyone else); and an exception escaping its reader task ends the whole swarm.
 same frame headers the library is about to act on and refuses, by closing the connection
 and reporting the peer:
 
-- a DATA frame longer than what is left of the stream's receive window (plus slack);
+- a DATA frame longer than what is left of the stream's receive window (plus slack),
+  or one that would take the connection's unread bytes over a cap;
 - a new stream beyond the per-connection or per-peer cap of open inbound streams;
 - a new stream whose id has the parity of our own streams (ids would collide).
 
@@ -24,7 +25,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from libp2p.abc import ISecureConn
+from libp2p.abc import IMuxedConn, ISecureConn
 from libp2p.peer.id import ID
 from libp2p.stream_muxer.yamux.yamux import (
     DEFAULT_WINDOW_SIZE,
@@ -35,6 +36,9 @@ from libp2p.stream_muxer.yamux.yamux import (
     YAMUX_HEADER_FORMAT,
     Yamux,
 )
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.transport.exceptions import MuxerUpgradeFailure
+from libp2p.transport.upgrader import TransportUpgrader
 
 from node.p2p.config import PeerLimits
 
@@ -55,16 +59,26 @@ class MuxerGuard:
         self.report = report
         self._by_peer: dict[ID, set[GuardedYamux]] = {}
 
-    def muxer_class(self) -> type[Yamux]:
-        guard = self
+    def install(self, upgrader: TransportUpgrader) -> None:
+        """Make the upgrader build GuardedYamux for /yamux/1.0.0, in and out.
 
-        class _BoundYamux(GuardedYamux):
-            def __init__(
-                self, secured_conn: ISecureConn, peer_id: ID, *args: Any, **kwargs: Any
-            ) -> None:
-                super().__init__(secured_conn, peer_id, *args, guard=guard, **kwargs)
+        py-libp2p 0.8.1's `MuxerMultistream.new_conn` constructs `Yamux` by name for that
+        protocol and ignores the class registered in `muxer_opt` (upstream fix: use the
+        registered class), so the one method is replaced on our upgrader's instance.
+        """
+        multistream = upgrader.muxer_multistream
+        selector = multistream._selector
 
-        return _BoundYamux
+        async def new_conn(conn: ISecureConn, peer_id: ID) -> IMuxedConn:
+            protocol, transport_class = await selector.select(
+                conn, conn.is_initiator, multistream.negotiate_timeout
+            )
+            if protocol != YAMUX_PROTOCOL_ID:
+                raise MuxerUpgradeFailure(f"muxer {protocol} is not offered")
+            muxed = GuardedYamux(conn, peer_id, is_initiator=conn.is_initiator, guard=self)
+            return multistream._annotate_connection(muxed, conn, protocol)
+
+        setattr(multistream, "new_conn", new_conn)  # noqa: B010
 
     def register(self, muxer: GuardedYamux) -> None:
         self._by_peer.setdefault(muxer.peer_id, set()).add(muxer)
@@ -86,6 +100,7 @@ class GuardedYamux(Yamux):
     ) -> None:
         super().__init__(secured_conn, peer_id, *args, **kwargs)
         self._guard = guard
+        self._overruns: dict[int, int] = {}
         self.secured_conn = _FrameInspector(secured_conn, self)  # type: ignore[assignment]
 
     def open_inbound_streams(self) -> int:
@@ -127,13 +142,25 @@ class GuardedYamux(Yamux):
                 self._violation("stream_flood", "inbound streams per connection over the cap")
             if self._guard.inbound_streams_of(self.peer_id) >= limits.max_inbound_streams_per_peer:
                 self._violation("stream_flood", "inbound streams per peer over the cap")
+        if stream is not None and stream.target_recv_window > limits.max_stream_window:
+            # Auto-tuning doubles the target on quick reads, towards 16 MiB per stream;
+            # every stream could then hold that much unread. (Upstream: a configurable
+            # maximum window.) The next doubling can still grant twice this.
+            stream.target_recv_window = limits.max_stream_window
         if typ == TYPE_DATA and length > 0:
+            buffered = sum(len(b) for b in self.stream_buffers.values())
+            if buffered + length > limits.max_buffered_per_conn:
+                self._violation("window_overrun", f"{buffered + length} bytes buffered unread")
             window = stream.recv_window if stream is not None else DEFAULT_WINDOW_SIZE
-            if length > window + limits.window_slack_bytes:
-                self._violation(
-                    "window_overrun",
-                    f"{length} bytes on stream {stream_id}, window {window}",
-                )
+            if length > window:
+                # The library clamps the window to zero after an overrun, so what was
+                # sent past it is summed here.
+                overrun = self._overruns.get(stream_id, 0) + length - window
+                self._overruns[stream_id] = overrun
+                if overrun > limits.window_slack_bytes:
+                    self._violation(
+                        "window_overrun", f"{overrun} bytes past the window on stream {stream_id}"
+                    )
 
     def _violation(self, reason: str, detail: str) -> None:
         logger.warning(
