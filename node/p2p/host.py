@@ -135,7 +135,7 @@ class P2PHost:
         )
         self._ping = PingService(self._host)
         self._started = trio.Event()
-        self._bans_send, self._bans = trio.open_memory_channel[PeerId](_PENDING_BANS)
+        self._bans_send, self._bans = trio.open_memory_channel[tuple[PeerId, bool]](_PENDING_BANS)
         self._guarded: set[LibraryHandler] = set()
 
     @property
@@ -251,23 +251,29 @@ class P2PHost:
         if self._penalties.penalise(peer, reason, detail):
             await self._ban(peer)
 
-    def report_violation(self, peer: ID, reason: str, detail: str = "") -> None:
-        """Penalise a peer from inside a library callback (which may not await); a ban
-        is carried out by the host's own task."""
+    def report_violation(
+        self, peer: ID, reason: str, detail: str = "", *, disconnect: bool = False
+    ) -> None:
+        """Penalise a peer from inside a library callback (which may not await); a ban,
+        or a disconnect asked for, is carried out by the host's own task."""
         if peer == self._host.get_id():
             return
-        banned_peer = peer_id_of(peer)
-        if self._penalties.penalise(banned_peer, reason, detail):
+        offender = peer_id_of(peer)
+        banned = self._penalties.penalise(offender, reason, detail)
+        if banned or disconnect:
             try:
-                self._bans_send.send_nowait(banned_peer)
+                self._bans_send.send_nowait((offender, banned))
             except trio.WouldBlock:
                 # The gater and every guard already refuse a banned peer; only the
-                # disconnect of an existing connection waits for the next ban.
-                logger.warning("ban queue full; %s is refused but not yet disconnected", peer)
+                # disconnect of an existing connection waits for the next one.
+                logger.warning("disconnect queue full; %s stays connected for now", peer)
 
     async def _enforce_bans(self) -> None:
-        async for peer in self._bans:
-            await self._ban(peer)
+        async for peer, banned in self._bans:
+            if banned:
+                await self._ban(peer)
+            else:
+                await self.disconnect(peer)
 
     async def _ban(self, peer: PeerId) -> None:
         for listener in self._ban_listeners:
@@ -302,7 +308,9 @@ class P2PHost:
             except Exception as exc:
                 if not is_stream_end(exc):
                     logger.error("%s from %s failed: %r", protocol, peer, exc)
-                    self.report_violation(peer, "internal_error", f"{protocol}: {exc!r}")
+                    self.report_violation(
+                        peer, "internal_error", f"{protocol}: {exc!r}", disconnect=True
+                    )
                 await close_quietly(stream.reset)
 
         return guarded
@@ -349,6 +357,7 @@ class P2PHost:
                 logger.error("%s from %s: internal error %r, reset", protocol, peer, exc)
                 await framed.reset()
                 await self.penalise(peer, "internal_error", f"{protocol}: {exc!r}")
+                await self.disconnect(peer)
             else:
                 await framed.close()
 

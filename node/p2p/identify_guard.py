@@ -29,12 +29,11 @@ from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 from multiaddr import Multiaddr
 
 from node.p2p.config import PeerLimits
-from node.p2p.penalties import Clock, TokenBuckets
+from node.p2p.penalties import Clock, ReportViolation, TokenBuckets
 from node.p2p.teardown import close_quietly
 
 logger = logging.getLogger(__name__)
 
-Report = Callable[[ID, str, str], None]
 
 _PUSH_BURST = 4
 _PUSH_RATE_PER_S = 0.1
@@ -76,7 +75,7 @@ class BoundedPeerStore(PeerStore):
 
 
 def identify_push_handler(
-    host: IHost, limits: PeerLimits, report: Report, clock: Clock = time.monotonic
+    host: IHost, limits: PeerLimits, report: ReportViolation, clock: Clock = time.monotonic
 ) -> Callable[[INetStream], Awaitable[None]]:
     """Replaces the library's /ipfs/id/push/1.0.0 handler."""
     pushes = TokenBuckets(_PUSH_BURST, _PUSH_RATE_PER_S, clock)

@@ -11,6 +11,9 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from libp2p.peer.id import ID
 
 from node.p2p.config import PenaltyPolicy
 from node.p2p.identity import PeerId
@@ -18,6 +21,16 @@ from node.p2p.identity import PeerId
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+
+class ReportViolation(Protocol):
+    """How a guard inside py-libp2p reports a peer (it may not await): penalise, and
+    disconnect when asked or when the penalty bans it (`P2PHost.report_violation`)."""
+
+    def __call__(
+        self, peer: ID, reason: str, detail: str = "", *, disconnect: bool = False
+    ) -> None: ...
+
 
 # Honest peers can trip the time-based rules (an offer expiring in transit, clock skew, a
 # republish racing a change), so those cost little; forged or malformed data costs a lot.
@@ -50,6 +63,8 @@ PENALTY_POINTS: dict[str, float] = {
     "stream_flood": 50.0,
     "oversized_identify": 50.0,
     "upload_refused": 5.0,
+    # An exception escaped the node and took it down; the supervisor restarts it.
+    "crashed_node": 100.0,
 }
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -45,12 +45,11 @@ from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from node.p2p.config import PeerLimits
-from node.p2p.penalties import Clock, TokenBuckets
+from node.p2p.penalties import Clock, ReportViolation, TokenBuckets
 from node.p2p.teardown import close_quietly, is_stream_end
 
 logger = logging.getLogger(__name__)
 
-Report = Callable[[ID, str, str], None]
 IsBanned = Callable[[ID], bool]
 
 
@@ -140,7 +139,7 @@ class GuardedPubsub(Pubsub):
         router: GossipSub,
         *,
         limits: PeerLimits,
-        report: Report,
+        report: ReportViolation,
         is_banned: IsBanned,
         allowed_topics: Sequence[str],
         clock: Clock = time.monotonic,
@@ -185,7 +184,7 @@ class GuardedPubsub(Pubsub):
             # else is our fault or the library's, but the peer caused it.
             if not is_stream_end(exc):
                 logger.error("pubsub stream from %s failed: %r", peer, exc)
-                self._report(peer, "internal_error", f"pubsub reader: {exc!r}")
+                self._report(peer, "internal_error", f"pubsub reader: {exc!r}", disconnect=True)
             await close_quietly(stream.reset)
             self._handle_dead_peer(peer)
         finally:
@@ -245,7 +244,7 @@ class GuardedPubsub(Pubsub):
         except Exception as exc:
             logger.error("pubsub message from %s failed: %r", msg_forwarder, exc)
             if msg_forwarder != self.my_id:
-                self._report(msg_forwarder, "internal_error", f"push_msg: {exc!r}")
+                self._report(msg_forwarder, "internal_error", f"push_msg: {exc!r}", disconnect=True)
 
     async def _push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         if self.is_peer_blacklisted(msg_forwarder) or self._is_banned(msg_forwarder):
@@ -269,6 +268,37 @@ class GuardedPubsub(Pubsub):
         self.notify_subscriptions(msg)
         await self.router.publish(msg_forwarder, msg)
 
+    # Per-peer tasks the library spawns into the pubsub service, where an escaping
+    # exception stops pubsub for everyone: each is contained to its peer.
+
+    async def _contained(self, what: str, peer: ID, task: Awaitable[None]) -> None:
+        try:
+            await task
+        except Exception as exc:
+            if is_stream_end(exc):
+                logger.debug("pubsub %s for %s ended: %r", what, peer, exc)
+                return
+            logger.error("pubsub %s for %s failed: %r", what, peer, exc)
+            self._report(peer, "internal_error", f"pubsub {what}: {exc!r}", disconnect=True)
+
+    async def _replay_recent_messages(self, peer_id: ID, topic: str) -> None:
+        await self._contained("replay", peer_id, super()._replay_recent_messages(peer_id, topic))
+
+    async def _handle_new_peer_with_retry(self, peer_id: ID, timeout: float | None = None) -> None:
+        await self._contained(
+            "registration", peer_id, super()._handle_new_peer_with_retry(peer_id, timeout)
+        )
+
+    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: Any) -> None:
+        await self._contained(
+            "sender", peer_id, super().handle_sending_messages(peer_id, stream, queue)
+        )
+
+    async def _run_announce_retry(self, peer_id: ID, topic_id: str, subscribe: bool) -> None:
+        await self._contained(
+            "announce", peer_id, super()._run_announce_retry(peer_id, topic_id, subscribe)
+        )
+
     async def _teardown_if_connected(self, peer_id: ID) -> None:
         """The library's version awaits the stream reset, then `del self.peers[peer_id]`;
         a dead-peer notification in between makes that a KeyError that stops pubsub
@@ -288,7 +318,7 @@ class GuardedGossipSub(GossipSub):
     """GossipSub whose per-peer state leaves with the peer and whose RPC handling is
     contained (the RPC reaches it already sanitised)."""
 
-    def __init__(self, *args: Any, report: Report, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, report: ReportViolation, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._report = report
 
@@ -300,6 +330,31 @@ class GuardedGossipSub(GossipSub):
             del self.back_off[topic]
         self.graft_flood_tracking.pop(peer_id, None)
 
+    async def flush_pending_messages(self, peer_id: ID) -> None:
+        await self._contained("flush", peer_id, super().flush_pending_messages(peer_id))
+
+    async def on_peer_subscribed(self, peer_id: ID, topic: str) -> None:
+        await self._contained("mesh fill", peer_id, super().on_peer_subscribed(peer_id, topic))
+
+    async def heartbeat(self) -> None:
+        """The library's heartbeat loop, restarted if one round fails: it walks every
+        peer's state, and one peer's odd state must not end the mesh for everyone."""
+        while True:
+            try:
+                await super().heartbeat()
+            except Exception as exc:
+                logger.error("gossipsub heartbeat failed: %r; restarting it", exc)
+                await trio.sleep(self.heartbeat_interval)
+
+    async def _contained(self, what: str, peer: ID, task: Awaitable[None]) -> None:
+        try:
+            await task
+        except Exception as exc:
+            if is_stream_end(exc):
+                return
+            logger.error("gossipsub %s for %s failed: %r", what, peer, exc)
+            self._report(peer, "internal_error", f"gossipsub {what}: {exc!r}", disconnect=True)
+
     async def handle_rpc(self, rpc: rpc_pb2.RPC, sender_peer_id: ID) -> None:
         try:
             await super().handle_rpc(rpc, sender_peer_id)
@@ -307,4 +362,6 @@ class GuardedGossipSub(GossipSub):
             logger.debug("control reply to %s not sent: %r", sender_peer_id, exc)
         except Exception as exc:
             logger.error("control message from %s failed: %r", sender_peer_id, exc)
-            self._report(sender_peer_id, "internal_error", f"gossipsub control: {exc!r}")
+            self._report(
+                sender_peer_id, "internal_error", f"gossipsub control: {exc!r}", disconnect=True
+            )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from libp2p.abc import IMuxedConn, ISecureConn
@@ -41,10 +40,9 @@ from libp2p.transport.exceptions import MuxerUpgradeFailure
 from libp2p.transport.upgrader import TransportUpgrader
 
 from node.p2p.config import PeerLimits
+from node.p2p.penalties import ReportViolation
 
 logger = logging.getLogger(__name__)
-
-Report = Callable[[ID, str, str], None]
 
 
 class MuxerViolation(Exception):
@@ -54,7 +52,7 @@ class MuxerViolation(Exception):
 class MuxerGuard:
     """Limits and the live muxers of each peer, shared by every connection of one host."""
 
-    def __init__(self, limits: PeerLimits, report: Report) -> None:
+    def __init__(self, limits: PeerLimits, report: ReportViolation) -> None:
         self.limits = limits
         self.report = report
         self._by_peer: dict[ID, set[GuardedYamux]] = {}
@@ -70,7 +68,7 @@ class MuxerGuard:
         selector = multistream._selector
 
         async def new_conn(conn: ISecureConn, peer_id: ID) -> IMuxedConn:
-            protocol, transport_class = await selector.select(
+            protocol, _transport_class = await selector.select(
                 conn, conn.is_initiator, multistream.negotiate_timeout
             )
             if protocol != YAMUX_PROTOCOL_ID:

@@ -110,6 +110,10 @@ market = "{market}"
 
 [api]
 port = 0
+
+[p2p]
+# Any free port on loopback: tests run several daemons on one machine.
+listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
 """
     )
     return load_config(path, env={})

@@ -29,6 +29,8 @@ def _start(config: Path) -> subprocess.Popen[str]:
         **os.environ,
         "CAPA_KEYSTORE_PASSWORD": PASSWORD,
         "CAPA_CHAIN_POLL_INTERVAL": "0.2",
+        # Any free port on loopback: tests run several daemons on one machine.
+        "CAPA_P2P_LISTEN_ADDRS": "/ip4/127.0.0.1/tcp/0",
     }
     return subprocess.Popen(
         [sys.executable, "-c", _RUN_NODE_APP, "run", "--config", str(config), "--log-json"],

@@ -15,6 +15,7 @@ seconds, then prints one JSON line describing what it did and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -39,7 +40,6 @@ from libp2p.peer.id import ID
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import PUBSUB_SIGNING_PREFIX
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.utils.varint import encode_delim, encode_uvarint
 
@@ -108,10 +108,8 @@ class Session:
             self.closed.set()
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             await self.secure.close()
-        except Exception:
-            pass
 
 
 async def dial(target: str, key_pair: KeyPair | None = None, timeout_s: float = 10.0) -> Session:
@@ -489,12 +487,6 @@ async def bad_signature_flood(args: argparse.Namespace) -> dict[str, Any]:
         return rpc_pb2.RPC(publish=messages)
 
     return await _pubsub_flood(args, build)
-
-
-def signed(session: Session, msg: rpc_pb2.Message) -> rpc_pb2.Message:
-    payload = PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString()
-    msg.signature = session.key_pair.private_key.sign(payload)
-    return msg
 
 
 async def identify_push_flood(args: argparse.Namespace) -> dict[str, Any]:

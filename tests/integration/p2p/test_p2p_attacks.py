@@ -89,9 +89,7 @@ def test_a_banned_peer_is_refused_after_the_handshake(target: Target) -> None:
 
 
 def test_a_yamux_window_overrun_closes_the_connection(target: Target) -> None:
-    outcome = run_attack(
-        target, "window-overrun", "--mib", "300", "--seconds", "15", "--hold", "2"
-    )
+    outcome = run_attack(target, "window-overrun", "--mib", "300", "--seconds", "15", "--hold", "2")
     outcome.assert_survived(target, rss_growth_mib=48)
     assert outcome.attacker["closed_by_target"], outcome.summary()
     banned_attacker(target, outcome)
