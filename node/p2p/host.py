@@ -130,6 +130,13 @@ class P2PHost:
         )
         self.gater.install(network)
         self._muxers.install(network.upgrader)
+        # Every inbound stream starts with multistream-select, which in 0.8.1 raises
+        # UnicodeDecodeError on a protocol id that is not UTF-8 (found by our fuzzing);
+        # it escapes the connection's stream nursery and stops the swarm. Upstream fix:
+        # MultiselectCommunicator.read should raise MultiselectCommunicatorError there.
+        network.set_stream_handler(
+            self._guard_library_handler("stream negotiation", self._host._swarm_stream_handler)  # type: ignore[attr-defined]
+        )
         self._host.set_stream_handler(
             ID_PUSH, identify_push_handler(self._host, config.peer_limits, self.report_violation)
         )

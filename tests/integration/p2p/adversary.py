@@ -112,13 +112,22 @@ class Session:
             await self.secure.close()
 
 
-async def dial(target: str, key_pair: KeyPair | None = None, timeout_s: float = 10.0) -> Session:
-    transport, _, peer = target.rpartition("/p2p/")
-    parts = transport.split("/")
-    host, port = parts[2], int(parts[4])
+def endpoint(target: str) -> tuple[str, int]:
+    parts = target.rpartition("/p2p/")[0].split("/")
+    return parts[2], int(parts[4])
+
+
+async def dial(
+    target: str,
+    key_pair: KeyPair | None = None,
+    timeout_s: float = 10.0,
+    local_ip: str = ATTACKER_IP,
+) -> Session:
+    peer = target.rpartition("/p2p/")[2]
+    host, port = endpoint(target)
     key_pair = key_pair or create_new_key_pair()
     with trio.fail_after(timeout_s):
-        tcp = await trio.open_tcp_stream(host, port, local_address=ATTACKER_IP)
+        tcp = await trio.open_tcp_stream(host, port, local_address=local_ip)
         raw = RawConnection(TrioTCPStream(tcp), True)
         await MultiselectClient().select_one_of([TProtocol("/noise")], MultiselectCommunicator(raw))
         noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)

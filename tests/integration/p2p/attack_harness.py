@@ -62,6 +62,13 @@ class Target:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def responsive(self) -> bool:
+        """Alive and answering: a node whose trio loop ended cannot answer `stats`."""
+        try:
+            return self.alive() and "rss_mib" in self.stats()
+        except (AssertionError, OSError, ValueError):
+            return False
+
     def rss_mib(self) -> float:
         try:
             status = Path(f"/proc/{self.process.pid}/status").read_text()
