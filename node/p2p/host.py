@@ -99,6 +99,8 @@ class P2PHost:
         self._config = config
         self._penalties = penalties
         self._ban_listeners: list[BanListener] = []
+        self._bans_send, self._bans = trio.open_memory_channel[tuple[PeerId, bool]](_PENDING_BANS)
+        self._guarded: set[LibraryHandler] = set()
         key_pair = identity.key_pair
         self._listen = [parse_multiaddr(a) for a in config.listen_addrs]
         self._muxers = MuxerGuard(config.peer_limits, self.report_violation)
@@ -142,8 +144,6 @@ class P2PHost:
         )
         self._ping = PingService(self._host)
         self._started = trio.Event()
-        self._bans_send, self._bans = trio.open_memory_channel[tuple[PeerId, bool]](_PENDING_BANS)
-        self._guarded: set[LibraryHandler] = set()
 
     @property
     def peer_id(self) -> PeerId:
@@ -199,7 +199,7 @@ class P2PHost:
         try:
             with trio.move_on_after(self._config.dial_timeout_s):
                 await self._host.disconnect(libp2p_id(peer))
-        except (BaseLibp2pError, OSError) as exc:
+        except Exception as exc:  # closing a connection that is already failing
             logger.debug("disconnect %s: %r", peer, exc)
 
     async def ping(self, peer: PeerId, timeout_s: float = 5.0) -> float:
@@ -284,7 +284,10 @@ class P2PHost:
 
     async def _ban(self, peer: PeerId) -> None:
         for listener in self._ban_listeners:
-            listener(peer)
+            try:
+                listener(peer)
+            except Exception as exc:  # e.g. pubsub already stopped while we shut down
+                logger.warning("ban listener failed for %s: %r", peer, exc)
         # Forget where it listens, so no auto-connector or peer exchange dials it.
         with contextlib.suppress(BaseLibp2pError, KeyError):
             self._host.get_peerstore().clear_addrs(libp2p_id(peer))

@@ -170,7 +170,7 @@ async def malformed_rpc(args: argparse.Namespace) -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.drain)
             await session.open_stream(MESHSUB, payload)
-            await hold_until(time.monotonic() + 1.0, session)
+            await hold_until(time.monotonic() + 0.5, session)
             closed += session.closed.is_set()
             await session.close()
             nursery.cancel_scope.cancel()

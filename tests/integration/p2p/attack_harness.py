@@ -185,19 +185,37 @@ async def probe_fresh(address: PeerAddress) -> bool:
         return False
 
 
+async def assert_serves(honest: P2PNode, target: Target) -> None:
+    """The connected honest peer and a fresh identity are both served."""
+    assert await probe_connected(honest, target.address), target.log_tail()
+    assert await probe_fresh(target.address), target.log_tail()
+
+
+def serves(target: Target) -> None:
+    """`assert_serves` with a new honest peer, from synchronous test code."""
+
+    async def scenario() -> None:
+        honest = P2PNode(NodeIdentity.generate(), client_config())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(honest.run)
+            await assert_serves(honest, target)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+
+
 def run_attack(
     target: Target,
     attack: str,
     *options: str,
     timeout_s: float = 60.0,
-    settle_s: float = 2.0,
+    settle_s: float = 1.0,
 ) -> Outcome:
     async def scenario() -> Outcome:
         honest = P2PNode(NodeIdentity.generate(), client_config())
         async with trio.open_nursery() as nursery:
             await nursery.start(honest.run)
-            assert await probe_connected(honest, target.address), target.log_tail()
-            assert await probe_fresh(target.address), target.log_tail()
+            await assert_serves(honest, target)
             outcome = Outcome({}, target.rss_mib())
             outcome.peak_mib = outcome.baseline_mib
             command = [

@@ -130,7 +130,7 @@ def test_identify_pushes_cannot_fill_the_peerstore(target: Target) -> None:
 
 def test_a_stream_flood_on_one_connection_is_cut_off(target: Target) -> None:
     outcome = run_attack(
-        target, "stream-flood", *("--count", "20000", "--seconds", "8", "--hold", "2")
+        target, "stream-flood", *("--count", "20000", "--seconds", "8", "--hold", "1")
     )
     outcome.assert_survived(target, rss_growth_mib=24)
     banned_attacker(target, outcome)
@@ -143,7 +143,7 @@ def test_held_pubsub_streams_are_capped(target: Target) -> None:
     outcome = run_attack(
         target,
         "stream-flood",
-        *("--count", "3000", "--protocol", "/meshsub/1.1.0", "--seconds", "8", "--hold", "3"),
+        *("--count", "3000", "--protocol", "/meshsub/1.1.0", "--seconds", "8", "--hold", "2"),
     )
     outcome.assert_survived(target, rss_growth_mib=16)
     banned_attacker(target, outcome)

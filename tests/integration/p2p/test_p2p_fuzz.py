@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import trio
 from adversary import DATA, IDENTIFY_PUSH, MESHSUB, SYN, Session, dial, endpoint, rpc_bytes
-from attack_harness import Target, client_config, probe_connected, probe_fresh
+from attack_harness import Target, serves
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from libp2p.crypto.pb import crypto_pb2
@@ -31,8 +31,6 @@ from libp2p.identity.identify.pb.identify_pb2 import Identify
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import encode_delim, encode_uvarint
 
-from node.p2p.identity import NodeIdentity
-from node.p2p.node import P2PNode
 
 pytestmark = pytest.mark.integration
 
@@ -74,18 +72,6 @@ def run(target: Target, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
 
     trio.run(bounded)
     assert target.responsive(), f"the node died\n{target.log_tail()}"
-
-
-def assert_serves(target: Target) -> None:
-    async def scenario() -> None:
-        honest = P2PNode(NodeIdentity.generate(), client_config())
-        async with trio.open_nursery() as nursery:
-            await nursery.start(honest.run)
-            assert await probe_connected(honest, target.address), target.log_tail()
-            assert await probe_fresh(target.address), target.log_tail()
-            nursery.cancel_scope.cancel()
-
-    trio.run(scenario)
 
 
 async def session_to(target: Target) -> Session:
@@ -205,7 +191,7 @@ def test_fuzz_multistream_on_a_stream(target: Target, protocol: bytes, payload: 
 
 
 def test_fuzzed_yamux_and_handshakes_leave_the_node_serving(target: Target) -> None:
-    assert_serves(target)
+    serves(target)
 
 
 # ----------------------------------------------------------------------------- pubsub
@@ -297,7 +283,7 @@ def test_fuzz_pubsub_rpc_structures(target: Target, data: st.DataObject) -> None
 
 
 def test_fuzzed_pubsub_leaves_the_node_serving(target: Target) -> None:
-    assert_serves(target)
+    serves(target)
 
 
 # ---------------------------------------------------------------------------- identify
@@ -328,5 +314,5 @@ def test_fuzz_identify_push(target: Target, payload: bytes) -> None:
 
 
 def test_fuzzed_identify_leaves_the_node_serving(target: Target) -> None:
-    assert_serves(target)
+    serves(target)
     assert target.stats()["rss_mib"] < 400
