@@ -31,7 +31,6 @@ from libp2p.identity.identify.pb.identify_pb2 import Identify
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.utils.varint import encode_delim, encode_uvarint
 
-
 pytestmark = pytest.mark.integration
 
 EXAMPLES = settings(
