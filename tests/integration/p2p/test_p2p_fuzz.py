@@ -62,15 +62,23 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     node.stop()
 
 
-def run(target: Target, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+# The example that killed the node: once it is dead every later example fails too, and
+# hypothesis shrinks towards one of those, so the real culprit is named here.
+_killed_by: list[object] = []
+
+
+def run(target: Target, body: Callable[[], Coroutine[Any, Any, None]], example: object) -> None:
     """One example: whatever the peer side hits is its problem; the node must live."""
+    assert not _killed_by, f"the node was killed earlier, by {_killed_by[0]!r}"
 
     async def bounded() -> None:
         with trio.move_on_after(5.0), contextlib.suppress(Exception):
             await body()  # the node cuts us off, as it should for most of these
 
     trio.run(bounded)
-    assert target.responsive(), f"the node died\n{target.log_tail()}"
+    if not target.responsive():
+        _killed_by.append(example)
+        raise AssertionError(f"the node died on {example!r}\n{target.log_tail()}")
 
 
 async def session_to(target: Target) -> Session:
@@ -102,7 +110,7 @@ def test_fuzz_multistream_before_security(target: Target, raw: bytes) -> None:
             with trio.move_on_after(0.2):
                 await stream.receive_some(4096)
 
-    run(target, body)
+    run(target, body, raw)
 
 
 @EXAMPLES
@@ -118,9 +126,9 @@ def test_fuzz_noise_handshake_messages(target: Target, messages: list[bytes]) ->
             with trio.move_on_after(0.2):
                 await stream.receive_some(4096)
 
-    run(target, body)
+    run(target, body, messages)
     # a second round with a handshake that is well-formed up to the payload
-    run(target, lambda: _noise_with_payload(target, messages[0]))
+    run(target, lambda: _noise_with_payload(target, messages[0]), messages[0])
 
 
 async def _noise_with_payload(target: Target, payload: bytes) -> None:
@@ -169,7 +177,7 @@ def test_fuzz_yamux_frames(target: Target, sequence: list[tuple[int, ...]]) -> N
             await session.close()
             nursery.cancel_scope.cancel()
 
-    run(target, body)
+    run(target, body, sequence)
 
 
 @EXAMPLES
@@ -186,7 +194,7 @@ def test_fuzz_multistream_on_a_stream(target: Target, protocol: bytes, payload: 
             await session.close()
             nursery.cancel_scope.cancel()
 
-    run(target, body)
+    run(target, body, (protocol, payload))
 
 
 def test_fuzzed_yamux_and_handshakes_leave_the_node_serving(target: Target) -> None:
@@ -199,7 +207,7 @@ def test_fuzzed_yamux_and_handshakes_leave_the_node_serving(target: Target) -> N
 @EXAMPLES
 @given(raw=st.binary(max_size=600))
 def test_fuzz_pubsub_rpc_bytes(target: Target, raw: bytes) -> None:
-    run(target, lambda: on_stream(target, MESHSUB, encode_uvarint(len(raw)) + raw))
+    run(target, lambda: on_stream(target, MESHSUB, encode_uvarint(len(raw)) + raw), raw)
 
 
 texts = st.one_of(st.text(max_size=40), st.just(""), st.binary(max_size=40))
@@ -278,7 +286,7 @@ def rpcs(draw: st.DrawFn, topic: str) -> bytes:
 @given(data=st.data())
 def test_fuzz_pubsub_rpc_structures(target: Target, data: st.DataObject) -> None:
     payload = b"".join(data.draw(st.lists(rpcs(target.topic), min_size=1, max_size=3)))
-    run(target, lambda: on_stream(target, MESHSUB, payload))
+    run(target, lambda: on_stream(target, MESHSUB, payload), payload)
 
 
 def test_fuzzed_pubsub_leaves_the_node_serving(target: Target) -> None:
@@ -309,7 +317,7 @@ def identifies(draw: st.DrawFn) -> bytes:
 @EXAMPLES
 @given(payload=identifies())
 def test_fuzz_identify_push(target: Target, payload: bytes) -> None:
-    run(target, lambda: on_stream(target, IDENTIFY_PUSH, payload))
+    run(target, lambda: on_stream(target, IDENTIFY_PUSH, payload), payload)
 
 
 def test_fuzzed_identify_leaves_the_node_serving(target: Target) -> None:
