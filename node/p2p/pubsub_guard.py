@@ -50,6 +50,9 @@ from node.p2p.teardown import close_quietly, is_stream_end
 
 logger = logging.getLogger(__name__)
 
+# Topics a remote may be recorded as subscribed to: ours are one or two.
+_MAX_SUBSCRIPTIONS_PER_PEER = 8
+
 IsBanned = Callable[[ID], bool]
 
 
@@ -150,10 +153,10 @@ class GuardedPubsub(Pubsub):
             router,
             max_inbound_rpc_size=limits.max_rpc_bytes,
             max_subscriptions_per_rpc=limits.max_subscriptions_per_rpc,
-            max_subscriptions_per_peer=len(allowed_topics),
-            allowed_topics=set(allowed_topics),
+            max_subscriptions_per_peer=_MAX_SUBSCRIPTIONS_PER_PEER,
             **kwargs,
         )
+        self._allowed_topics = frozenset(allowed_topics)
         self._limits = limits
         self._report = report
         self._is_banned = is_banned
@@ -235,6 +238,14 @@ class GuardedPubsub(Pubsub):
                     self._report(peer, "control_flood", "control rate over the limit")
                     continue
                 await self.router.handle_rpc(rpc, peer)
+
+    def handle_subscription(self, origin_id: ID, sub_message: rpc_pb2.RPC.SubOpts) -> None:
+        """A remote's subscription is kept only for a topic we serve (the configured ones
+        and any we have joined): its other topics are no business of ours."""
+        topic = sub_message.topicid
+        if sub_message.subscribe and not (topic in self._allowed_topics or topic in self.topic_ids):
+            return
+        super().handle_subscription(origin_id, sub_message)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
         """The library's push_msg, reordered so the cheap checks come first, with the
