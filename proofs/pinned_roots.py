@@ -544,3 +544,16 @@ MBaAFFeF/4PyY8xlfWi3Olv0jUrL+0lfMAoGCCqGSM49BAMDA2kAMGYCMQCPeFM3
 TASsKQVaT+8S0sO9u97PVGCpE9d/I42IT7k3UUOLSR/qvJynVOD1vQKVXf0CMQC+
 EY55WYoDBvs2wPAH1Gw4LbcwUN8QCff8bFmV4ZxjCRr4WXTLFHBKjbfneGSBWwA=
 -----END CERTIFICATE-----"""
+
+# Arm CCA: platform attestation keys (CPAKs) that Arm publishes for its Fixed Virtual Platform
+# and reference firmware. A token signed by one of these comes from a simulator (or from
+# firmware anyone can build), never from a chip: the verifier reports it as not hardware.
+# P-384 x, y (base64url, as in the JWK). Source: confidential-containers/trustee
+# deps/verifier/test_data/cca/misc/cpak-pub.json at 78962cd416dcc8a32f9377e0066a28fe21420f69,
+# the key of Arm's FVP example token.
+ARM_CCA_SIMULATOR_CPAKS: tuple[tuple[str, str], ...] = (
+    (
+        "IShnxS4rlQiwpCCpBWDzlNLfqiG911FP8akBr-fh94uxHU5m-Kijivp2r2oxxN6M",
+        "hM4tr8mWQli1P61xh3T0ViDREbF26DGOEYfbAjWjGNN7pZf-6A4OTHYqEryz6m7U",
+    ),
+)

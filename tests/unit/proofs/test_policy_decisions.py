@@ -45,6 +45,9 @@ def _claims(**changes: Any) -> Claims:
         evidence_hash=EvidenceHash(bytes(32)),
         issued_at=AT,
     )
+    if changes.get("kind") == TeeKind.TDX:
+        # A production TD sets SEPT_VE_DISABLE, which the default policy requires.
+        changes.setdefault("attributes", ("SEPT_VE_DISABLE",))
     return replace(base, **changes)
 
 
@@ -74,7 +77,7 @@ def _reasons(policy: Policy, claims: Claims, at: datetime = AT, **kwargs: Any) -
 def test_default_policy_is_the_secure_one() -> None:
     policy = Policy()
     assert policy.accepted_kinds == frozenset(
-        {TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC}
+        {TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC, TeeKind.CCA}
     )
     assert policy.accepted_kinds == HARDWARE_KINDS
     assert policy.min_tcb_status is TcbStatus.SW_HARDENING_NEEDED
@@ -147,7 +150,8 @@ def test_policy_file_with_unknown_keys_names_them_all_sorted() -> None:
 
 def test_hardware_claims_pass_the_default_policy() -> None:
     assert _reasons(Policy(), _claims()) == ()
-    assert _reasons(Policy(), _claims(kind=TeeKind.TDX)) == ()
+    tdx = _claims(kind=TeeKind.TDX, attributes=("SEPT_VE_DISABLE",))
+    assert _reasons(Policy(), tdx) == ()
     assert _reasons(Policy(), _claims(kind=TeeKind.SEV_SNP, tcb_status=None)) == ()
     assert _reasons(Policy(), _gpu_claims()) == ()
 
