@@ -323,19 +323,34 @@ class HttpCollateralFetcher:
     def amd_collateral(self, request: AmdCollateralRequest, at: datetime) -> AmdCollateral:
         if request.signer != SnpSigner.VCEK:
             raise CollateralError("VLEK certificates are not public on AMD KDS")
-        if request.product is None:
-            raise CollateralError("report v2 does not name its AMD product; pass a VCEK")
+        # v2 reports do not name their product; Milan and Genoa are the ones that send v2.
+        products = (request.product,) if request.product else (AmdProduct.MILAN, AmdProduct.GENOA)
         tcb = request.reported_tcb
-        base = f"{self.urls.amd_kds.rstrip('/')}/vcek/v1/{request.product.value}"
-        # Turin VCEKs are keyed by the first 8 bytes of CHIP_ID and carry an FMC SPL.
-        hwid = request.chip_id[:8] if request.product == AmdProduct.TURIN else request.chip_id
-        query = f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
-        if tcb.fmc is not None:
-            query += f"&fmcSPL={tcb.fmc}"
-        vek = self._fetch(f"{base}/{hwid.hex()}?{query}")
-        chain = self._fetch(f"{base}/cert_chain")
-        crl = self._fetch(f"{base}/crl")
-        return AmdCollateral(vek_der=vek.body, ask_ark_pem=chain.body, crl_der=crl.body)
+        for product in products:
+            base = f"{self.urls.amd_kds.rstrip('/')}/vcek/v1/{product.value}"
+            # Turin VCEKs are keyed by the first 8 bytes of CHIP_ID and carry an FMC SPL.
+            hwid = request.chip_id[:8] if product == AmdProduct.TURIN else request.chip_id
+            query = (
+                f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+            )
+            if tcb.fmc is not None:
+                query += f"&fmcSPL={tcb.fmc}"
+            vek = self.get(f"{base}/{hwid.hex()}?{query}")
+            if vek.status == 404 and product != products[-1]:
+                continue
+            if vek.status != 200:
+                raise CollateralError(f"GET {base}/{hwid.hex()}: HTTP {vek.status}")
+            chain = self._fetch(f"{base}/cert_chain")
+            # The CRL is optional: without it the claims say revocation was not checked.
+            crl = self.get(f"{base}/crl")
+            if crl.status not in (200, 404):
+                raise CollateralError(f"GET {base}/crl: HTTP {crl.status}")
+            return AmdCollateral(
+                vek_der=vek.body,
+                ask_ark_pem=chain.body,
+                crl_der=crl.body if crl.status == 200 else None,
+            )
+        raise CollateralError("no AMD product to ask KDS for")  # unreachable: products is not empty
 
     def cca_trust_anchors(self, at: datetime) -> CcaTrustAnchors:
         raise CollateralUnavailable(
