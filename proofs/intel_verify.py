@@ -80,9 +80,10 @@ class DcapQvlRefusal(Enum):
     UNSUPPORTED = "a quote format dcap-qvl does not handle"
 
 
-# Every error dcap-qvl 0.7.0's verify can raise, by a marker of its text (read from its source,
-# src/verify.rs, utils.rs, intel.rs, quote.rs, and checked against the strings of the
-# shipped extension). Its message is anyhow's debug form, the outer context first and every
+# Every error dcap-qvl 0.7.0's verify can raise, by a marker of its text: read from its public
+# source (src/verify.rs, utils.rs, intel.rs, quote.rs) and from the strings of the shipped
+# extension, which holds messages newer than that source (the TD profiling / migration /
+# SERVTD_EXT refusals, the certificate time-window texts). Its message is anyhow's debug form, the outer context first and every
 # cause after it, so one refusal can carry several markers: the fatal classes are looked for
 # first, and a message with no known marker is fatal too (CERTIFICATE), never a fall-through.
 DCAP_QVL_ERRORS: tuple[tuple[str, DcapQvlRefusal], ...] = (
@@ -112,6 +113,10 @@ DCAP_QVL_ERRORS: tuple[tuple[str, DcapQvlRefusal], ...] = (
     ("failed to find pcesvn", DcapQvlRefusal.CERTIFICATE),
     ("failed to find fmspc", DcapQvlRefusal.CERTIFICATE),
     ("fmspc length mismatch", DcapQvlRefusal.CERTIFICATE),
+    ("svn length mismatch", DcapQvlRefusal.CERTIFICATE),
+    ("certificate not valid yet", DcapQvlRefusal.CERTIFICATE),
+    ("certificate is not valid after", DcapQvlRefusal.CERTIFICATE),
+    ("failed to parse certificate for time window", DcapQvlRefusal.CERTIFICATE),
     # Collateral documents.
     ("tcbinfo expired", DcapQvlRefusal.COLLATERAL),
     ("qe identity expired", DcapQvlRefusal.COLLATERAL),
@@ -131,31 +136,47 @@ DCAP_QVL_ERRORS: tuple[tuple[str, DcapQvlRefusal], ...] = (
     ("component count mismatch", DcapQvlRefusal.COLLATERAL),
     ("no tcb levels found in qe identity", DcapQvlRefusal.COLLATERAL),
     ("failed to parse rfc3339", DcapQvlRefusal.COLLATERAL),
-    # The quote itself.
-    ("failed to decode quote", DcapQvlRefusal.MALFORMED),
-    ("failed to decode qe report", DcapQvlRefusal.MALFORMED),
-    ("failed to get signed quote scope", DcapQvlRefusal.MALFORMED),
-    ("failed to get td10 report", DcapQvlRefusal.MALFORMED),
-    ("failed to extract pck certificates", DcapQvlRefusal.MALFORMED),
-    ("failed to decode", DcapQvlRefusal.MALFORMED),
+    ("crl is not valid after", DcapQvlRefusal.COLLATERAL),
+    ("invalid tcb level tcb", DcapQvlRefusal.COLLATERAL),
+    ("invalid tdx module tcb", DcapQvlRefusal.COLLATERAL),
+    ("failed to parse qe tcb date", DcapQvlRefusal.COLLATERAL),
+    ("failed to parse platform tcb date", DcapQvlRefusal.COLLATERAL),
+    # The quote itself (a version it does not take is reported under "failed to decode").
+    ("unsupported quote version", DcapQvlRefusal.UNSUPPORTED),
+    ("unsupported body type", DcapQvlRefusal.UNSUPPORTED),
     ("unsupported dcap quote version", DcapQvlRefusal.UNSUPPORTED),
     ("unknown qe vendor id", DcapQvlRefusal.UNSUPPORTED),
     ("quote must have version", DcapQvlRefusal.UNSUPPORTED),
     ("unsupported dcap attestation key type", DcapQvlRefusal.UNSUPPORTED),
     ("unsupported tee type", DcapQvlRefusal.UNSUPPORTED),
+    ("failed to decode quote", DcapQvlRefusal.MALFORMED),
+    ("failed to parse quote", DcapQvlRefusal.MALFORMED),
+    ("invalid body size", DcapQvlRefusal.MALFORMED),
+    ("failed to decode qe report", DcapQvlRefusal.MALFORMED),
+    ("failed to get signed quote scope", DcapQvlRefusal.MALFORMED),
+    ("failed to get td10 report", DcapQvlRefusal.MALFORMED),
+    ("failed to extract pck certificates", DcapQvlRefusal.MALFORMED),
+    ("failed to decode", DcapQvlRefusal.MALFORMED),
     # Judgements about a genuine quote: reached only after every signature and chain passed
     # (TD attributes are dcap-qvl's last check), reported as facts by our engine instead.
     ("debug mode is enabled", DcapQvlRefusal.POLICY),
     ("reserved bits in td attributes", DcapQvlRefusal.POLICY),
     ("sept_ve_disable is not enabled", DcapQvlRefusal.POLICY),
+    ("td profiling is enabled", DcapQvlRefusal.POLICY),
+    ("td migration is enabled", DcapQvlRefusal.POLICY),
+    ("servtd_ext is enabled", DcapQvlRefusal.POLICY),
     ("invalid mr service td", DcapQvlRefusal.POLICY),
     ("no matching tcb level", DcapQvlRefusal.POLICY),
     ("tcb status is invalid", DcapQvlRefusal.POLICY),
     ("below minimum required", DcapQvlRefusal.POLICY),
     ("no tdx module identity with id", DcapQvlRefusal.POLICY),
-    # Inputs: a PCK CRL dcap-qvl requires or cannot parse, a certification data type it
-    # does not take from the quote.
+    # Inputs: a CRL dcap-qvl requires or cannot parse (our engine parses and checks it, and
+    # refuses a damaged one itself), a certification data type it does not take.
     ("crl could not be parsed", DcapQvlRefusal.MISSING_INPUT),
+    ("failed to parse pck crl", DcapQvlRefusal.MISSING_INPUT),
+    ("failed to parse root ca crl", DcapQvlRefusal.MISSING_INPUT),
+    ("invalid certificate revocation list", DcapQvlRefusal.MISSING_INPUT),
+    ("unsupported cert type", DcapQvlRefusal.MISSING_INPUT),
     ("failed to parse crl", DcapQvlRefusal.MISSING_INPUT),
     ("crls required", DcapQvlRefusal.MISSING_INPUT),
     ("unsupported dcap pck cert format", DcapQvlRefusal.MISSING_INPUT),
