@@ -54,6 +54,12 @@ class CollateralDirectory:
             crl_der=self._read_optional("crl.der"),
         )
 
+    def rim(self, rim_id: str) -> bytes:
+        """An NVIDIA RIM (signed SWID tag) named `<rim id>.swidtag`, for `SignedRimSource`."""
+        if "/" in rim_id or rim_id.startswith("."):
+            raise CollateralError(f"RIM id {rim_id!r} is not a file name")
+        return self._read(f"{rim_id}.swidtag")
+
     def cca_trust_anchors(self, at: datetime) -> CcaTrustAnchors:
         store = self._read_optional("tastore.json")
         if store is None:

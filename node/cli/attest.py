@@ -15,12 +15,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from node.collateral import LiveCollateralConfig, live_collateral_source
+from node.collateral import HttpxGet, LiveCollateralConfig, live_collateral_source
 from proofs.cca import load_reference_values_json
 from proofs.collateral_directory import CollateralDirectory
 from proofs.collateral_source import CollateralSource
 from proofs.errors import ProofError
 from proofs.evidence import verify_evidence
+from proofs.nvidia_collateral import RimSource
+from proofs.nvidia_rim import SignedRimSource, rim_service_fetch
 from proofs.policy import Policy, Verdict, evaluate
 
 attest_app = typer.Typer(help="TEE evidence: verify quotes and reports.", no_args_is_help=True)
@@ -136,6 +138,14 @@ def verify(
     cache_dir: Annotated[
         Path | None, typer.Option("--cache", help="Keep fetched collateral in this directory.")
     ] = None,
+    rim_service: Annotated[
+        str | None,
+        typer.Option(
+            "--rim-service",
+            help="Fetch NVIDIA RIMs from this RIM service (default: <RIM id>.swidtag files "
+            "in the collateral folder).",
+        ),
+    ] = None,
 ) -> None:
     """Verify evidence cryptographically, then evaluate it against a policy."""
     if path.is_dir():
@@ -180,8 +190,15 @@ def verify(
                 cache_dir=cache_dir,
             )
         )
+    rims: RimSource | None = None
+    if rim_service:
+        rims = SignedRimSource(rim_service_fetch(HttpxGet(), rim_service))
+    elif any(collateral_dir.glob("*.swidtag")):
+        rims = SignedRimSource(CollateralDirectory(collateral_dir).rim)
     try:
-        verified = verify_evidence(evidence_file.read_bytes(), source, when, collateral_times=times)
+        verified = verify_evidence(
+            evidence_file.read_bytes(), source, when, collateral_times=times, rim=rims
+        )
     except ProofError as exc:
         raise _fail(f"evidence NOT verified: {exc}") from exc
     except OSError as exc:
