@@ -9,8 +9,17 @@ verifier role builds one source from config with `live_collateral_source`.
 from node.collateral.live import (
     DirectoryStore,
     HttpxGet,
+    HttpxPost,
     LiveCollateralConfig,
     live_collateral_source,
+    live_gpu_sources,
 )
 
-__all__ = ["DirectoryStore", "HttpxGet", "LiveCollateralConfig", "live_collateral_source"]
+__all__ = [
+    "DirectoryStore",
+    "HttpxGet",
+    "HttpxPost",
+    "LiveCollateralConfig",
+    "live_collateral_source",
+    "live_gpu_sources",
+]

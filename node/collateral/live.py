@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,12 @@ from proofs.collateral_source import (
     HttpResponse,
 )
 from proofs.errors import CollateralError
+from proofs.nvidia_collateral import (
+    NVIDIA_OCSP_URL,
+    NVIDIA_RIM_SERVICE_URL,
+    HttpOcspResponder,
+)
+from proofs.nvidia_rim import SignedRimSource, rim_service_fetch
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
@@ -88,6 +95,8 @@ class LiveCollateralConfig:
     intel_pcs_url: str = CollateralUrls.intel_pcs
     intel_root_ca_crl_url: str = CollateralUrls.intel_root_ca_crl
     amd_kds_url: str = CollateralUrls.amd_kds
+    nvidia_rim_url: str = NVIDIA_RIM_SERVICE_URL
+    nvidia_ocsp_url: str = NVIDIA_OCSP_URL
     cache_dir: Path | None = None
     timeout_s: float = 10.0
     refresh_before: timedelta = timedelta(hours=6)
@@ -109,3 +118,31 @@ def live_collateral_source(
     return CachedCollateralSource(
         fetcher, store=DirectoryStore(config.cache_dir), refresh_before=config.refresh_before
     )
+
+
+class HttpxPost:
+    """POST with a timeout (NVIDIA's OCSP responder); errors become CollateralError."""
+
+    def __init__(self, timeout_s: float = 10.0, transport: httpx.BaseTransport | None = None):
+        self._client = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+
+    def __call__(self, url: str, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
+        try:
+            response = self._client.post(url, content=body, headers=dict(headers))
+        except httpx.HTTPError as exc:
+            raise CollateralError(f"POST {url}: {type(exc).__name__}: {exc}") from exc
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise CollateralError(f"POST {url}: body exceeds {MAX_RESPONSE_BYTES} bytes")
+        return HttpResponse(response.status_code, dict(response.headers), response.content)
+
+
+def live_gpu_sources(
+    config: LiveCollateralConfig, transport: httpx.BaseTransport | None = None
+) -> tuple[SignedRimSource, HttpOcspResponder]:
+    """What GPU evidence needs online: RIMs from NVIDIA's RIM service, each verified under the
+    pinned RIM root (its chain's OCSP checked too), and the OCSP responder for device chains."""
+    ocsp = HttpOcspResponder(HttpxPost(config.timeout_s, transport), config.nvidia_ocsp_url)
+    rims = SignedRimSource(
+        rim_service_fetch(HttpxGet(config.timeout_s, transport), config.nvidia_rim_url), ocsp=ocsp
+    )
+    return rims, ocsp

@@ -5,17 +5,18 @@ expiry, and answers from its cache while the server is down, until the collatera
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
 import pytest
 
-from node.collateral import LiveCollateralConfig, live_collateral_source
+from node.collateral import LiveCollateralConfig, live_collateral_source, live_gpu_sources
 from proofs.collateral_source import CachedCollateralSource, intel_collateral_expiry
 from proofs.errors import CollateralError
 from proofs.evidence import intel_collateral_request, verify_evidence
@@ -95,6 +96,13 @@ class _Server:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                routes.requests.append(f"POST {self.path} {len(self.rfile.read(length))}")
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -197,3 +205,23 @@ def test_a_server_error_is_a_collateral_error_not_a_crash(routes: _Routes, serve
     quote = (TESTDATA / "tdx-4" / "quote.bin").read_bytes()
     with pytest.raises(CollateralError, match="HTTP 404"):
         verify_evidence(quote, _source(server), _at("tdx-4"))
+
+
+def test_gpu_rims_come_from_the_rim_service_and_their_chain_is_checked_by_ocsp(
+    routes: _Routes, server: _Server
+) -> None:
+    rim_id = "NV_GPU_VBIOS_1010_0200_882_96005E0001"
+    rim = Path(__file__).resolve().parent / "data" / "nvidia" / f"{rim_id[13:]}_PROD.swidtag"
+    answer = json.dumps({"id": rim_id, "rim": base64.b64encode(rim.read_bytes()).decode()})
+    routes.add(f"/v1/rim/{rim_id}", answer.encode())
+    rims, _ = live_gpu_sources(
+        LiveCollateralConfig(
+            nvidia_rim_url=f"{server.url}/v1/rim/", nvidia_ocsp_url=f"{server.url}/ocsp"
+        )
+    )
+    # The RIM arrives and verifies; its chain's OCSP status is asked next, and this
+    # responder is down: no manifest is handed out unchecked.
+    with pytest.raises(CollateralError, match="HTTP 503"):
+        rims.reference_manifest(rim_id, datetime(2024, 6, 1, tzinfo=UTC))
+    assert routes.requests[0] == f"/v1/rim/{rim_id}"
+    assert routes.requests[1].startswith("POST /ocsp ")
