@@ -207,7 +207,16 @@ class _Sign1:
 def _decode_cbor(data: bytes, what: str) -> Any:
     try:
         return cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+    # Tag decoders (dates, bignums, sets) raise their own: OSError/OverflowError for an epoch
+    # out of range, TypeError for an unhashable set member.
+    except (
+        cbor2.CBORDecodeError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        OSError,
+        RecursionError,
+    ) as exc:
         raise MalformedEvidence(f"{what} is not CBOR: {exc}") from exc
 
 

@@ -239,3 +239,11 @@ def test_truncated_and_foreign_cbor_is_malformed() -> None:
     for data in (TOKEN[:3], TOKEN[:100], cbor2.dumps(cbor2.CBORTag(399, [1, 2])), b"\xd9\x01\x8f"):
         with pytest.raises(MalformedEvidence):
             verify_cca_token(data, _anchors())
+
+
+@pytest.mark.fuzz
+@settings(max_examples=200, deadline=None)
+@given(tail=st.binary(max_size=300))
+def test_any_bytes_after_the_tag_are_a_proof_error(tail: bytes) -> None:
+    with pytest.raises(ProofError):
+        verify_cca_token(b"\xd9\x01\x8f" + tail, _anchors())
