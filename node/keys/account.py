@@ -20,11 +20,15 @@ from node.state.values import Address, to_address
 
 @dataclass(frozen=True)
 class PasswordSource:
-    """Where the keystore password comes from, in order: env variable, file, prompt."""
+    """Where the keystore password comes from, in order: env variable, file, prompt.
+
+    `file_setting` is how the user names the file where the password is read from (the
+    config key, or a command's flag), so that a missing password says what to set."""
 
     env_var: str
     file: Path | None = None
     prompt: bool = True
+    file_setting: str = "keys.password_file"
 
     def read(
         self,
@@ -53,7 +57,8 @@ class PasswordSource:
             if first:
                 return first
         raise PasswordUnavailable(
-            f"no keystore password: set {self.env_var}, or keys.password_file, or run interactively"
+            f"no keystore password: set {self.env_var}, or {self.file_setting}, "
+            "or run interactively"
         )
 
 
