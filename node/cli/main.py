@@ -11,10 +11,12 @@ from node.cli.attest import attest_app
 from node.cli.chain import chain_app
 from node.cli.init import init_command
 from node.cli.node import node_app
+from node.cli.output import install_usage_errors
 from node.cli.provider import provider_app
 from node.cli.wallet import wallet_app
 
 _help.install()
+install_usage_errors()
 
 app = typer.Typer(
     name="capa",

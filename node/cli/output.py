@@ -96,7 +96,8 @@ def problem_of(exc: BaseException) -> Problem | None:
 
 def error_line(what: str, problem: Problem) -> str:
     hint = f" (hint: {problem.hint})" if problem.hint else ""
-    return f"capa: {what}: {problem.why}{hint}"
+    where = f"{what}: " if what else ""
+    return f"capa: {where}{problem.why}{hint}"
 
 
 def report(what: str, problem: Problem, *, as_json: bool) -> None:
@@ -134,6 +135,25 @@ def print_fields(rows: Sequence[tuple[str, str]]) -> None:
     width = max((len(name) for name, _ in rows), default=0)
     for name, value in rows:
         typer.echo(f"{name.ljust(width)}  {value}")
+
+
+def _usage_error(error: Any) -> None:
+    """A usage error (unknown option, missing argument, bad choice) in the one error style.
+
+    Replaces Typer's boxed rendering; click still exits with 2 after it."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # the help was shown instead
+        return
+    context = getattr(error, "ctx", None)
+    path = context.command_path if context is not None else "capa"
+    what = path.removeprefix("capa").strip()
+    problem = Problem(error.format_message(), f"`{path} --help`", ExitCode.USAGE)
+    typer.echo(error_line(what, problem), err=True)
+
+
+def install_usage_errors() -> None:
+    import typer.rich_utils
+
+    typer.rich_utils.rich_format_error = _usage_error  # type: ignore[assignment]
 
 
 def warn(what: str, message: str) -> None:
