@@ -27,12 +27,13 @@ from node.chain.errors import (
     ChainError,
     ContractRevert,
     InsufficientFunds,
+    ManifestError,
     RpcUnavailable,
     WrongChain,
 )
 from node.chain.reverts import explain_revert
 from node.config.errors import ConfigError
-from node.keys.errors import KeysError
+from node.keys.errors import KeyFileExists, KeysError
 from node.times import TimeFormatError
 
 
@@ -83,7 +84,11 @@ def problem_of(exc: BaseException) -> Problem | None:
         )
     if isinstance(exc, WrongChain):
         return Problem(f"wrong chain: {exc}", "check --chain-id or chain.chain_id", ExitCode.USAGE)
+    if isinstance(exc, ManifestError):
+        return Problem(str(exc), None, ExitCode.USAGE)
     if isinstance(exc, ChainError):
+        return Problem(str(exc), None, ExitCode.FAILED)
+    if isinstance(exc, KeyFileExists):  # the command would overwrite a file: refused
         return Problem(str(exc), None, ExitCode.FAILED)
     if isinstance(exc, ConfigError | KeysError | AmountError | TimeFormatError):
         return Problem(str(exc), None, ExitCode.USAGE)
