@@ -13,8 +13,8 @@ from node.chain.anvil import AnvilNode
 from node.chain.devnet import match_quoted, seed_provider
 from node.chain.market import Market
 from node.chain.typed_data import JobRequest, Result, sign_message
-from node.keys.identity import load_identity
 from node.config.loader import load_config
+from node.keys.identity import load_identity
 
 from .conftest import Actors, CliNode, advance_time
 
@@ -77,7 +77,9 @@ def test_register_below_the_minimum_warns(provider_node: CliNode) -> None:
     result = provider_node.run("provider", "register", "--stake", "0.1eth")
     assert result.exit_code == 0
     assert "below the minimum 1 ETH" in result.stderr
-    assert "no: stake 0.1 ETH is below the minimum" in provider_node.run("provider", "status").stdout
+    assert (
+        "no: stake 0.1 ETH is below the minimum" in provider_node.run("provider", "status").stdout
+    )
 
 
 def test_unbond_then_withdraw_after_the_delay(
@@ -159,7 +161,10 @@ def test_earnings_count_settled_jobs(
     output = keccak(b"output")
     result = Result(job_id, provider_node.address, request.spec_hash, request.input_hash, output)
     market.submit_result(
-        actors.relayer, job_id, output, sign_message(market.market_domain, result, seeded.enclave.key)
+        actors.relayer,
+        job_id,
+        output,
+        sign_message(market.market_domain, result, seeded.enclave.key),
     )
 
     earnings = _json(provider_node.run("provider", "earnings", "--json"))

@@ -26,7 +26,10 @@ def _json(result) -> dict:  # type: ignore[no-untyped-def]
 
 def test_address_needs_neither_password_nor_chain(client_node: CliNode) -> None:
     result = client_node.run(
-        "wallet", "address", "--json", env={"CAPA_KEYSTORE_PASSWORD": "", "CAPA_CHAIN_RPC_URLS": "http://127.0.0.1:1"}
+        "wallet",
+        "address",
+        "--json",
+        env={"CAPA_KEYSTORE_PASSWORD": "", "CAPA_CHAIN_RPC_URLS": "http://127.0.0.1:1"},
     )
     assert _json(result) == {"address": client_node.address}
     assert client_node.run("wallet", "address").stdout.strip() == client_node.address
@@ -113,7 +116,9 @@ def test_compensation_from_a_slash_is_shown_and_withdrawn(
 
 
 def test_no_funds_and_bad_amounts(
-    tmp_path, anvil: AnvilNode, market: Market  # type: ignore[no-untyped-def]
+    tmp_path,
+    anvil: AnvilNode,
+    market: Market,  # type: ignore[no-untyped-def]
 ) -> None:
     poor = make_node(tmp_path / "poor", anvil, market, Role.CLIENT, funds=0)
     broke = poor.run("wallet", "deposit", "1eth")
