@@ -22,7 +22,7 @@ from eth_utils.crypto import keccak
 from node.chain.artifacts import ARTIFACT_DIR, DEPLOYABLE_CONTRACTS, load_artifact
 from node.chain.client import ChainClient
 from node.chain.deploy import Deployment, MarketConfig
-from node.chain.errors import ChainError, ManifestError
+from node.chain.errors import ChainError, ManifestError, RpcUnavailable
 
 FORMAT = "capacloud-deployment/1"
 LOCAL_CHAIN_IDS = (31337, 1337)  # anvil and hardhat; ganache and geth --dev
@@ -118,7 +118,14 @@ def record_deployment(
 ) -> DeploymentManifest:
     """Wait until the deployment is `confirmations` deep, then describe it with the hash of
     the code each address holds (anyone can compare it with eth_getCode later)."""
-    client.wait_for_depth(deployment.block_number, confirmations, timeout)
+    try:
+        client.wait_for_depth(deployment.block_number, confirmations, timeout)
+    except RpcUnavailable as exc:
+        # The contracts exist (unconfirmed): say where, or they are lost to the user.
+        raise RpcUnavailable(
+            f"deployed (JobMarket {deployment.market}, block {deployment.block_number}) but "
+            f"not recorded: {exc}"
+        ) from exc
     addresses = {
         "ProviderRegistry": deployment.registry,
         "AttestationVerifier": deployment.verifier,

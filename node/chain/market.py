@@ -335,7 +335,8 @@ class Market:
 
     def latest_timestamp(self) -> int:
         """The newest block's time: what deadlines and validity are checked against."""
-        return int(self.client.w3.eth.get_block("latest")["timestamp"])
+        with self.client.errors("eth_getBlockByNumber"):
+            return int(self.client.w3.eth.get_block("latest")["timestamp"])
 
     def balance_of(self, account: str) -> int:
         return int(self.client.call("JobMarket", self.market.functions.balanceOf(account)))
@@ -412,6 +413,38 @@ class Market:
     def is_committee_member(self, account: str) -> bool:
         fn = self.verifier.functions.isCommitteeMember(account)
         return bool(self.client.call("AttestationVerifier", fn))
+
+    def parameters(self) -> dict[str, int]:
+        """The deployment's fixed parameters (and the registry's current unbonding delay),
+        named as `MarketConfig` names them."""
+        market, registry = self.market.functions, self.registry.functions
+        return {
+            "min_stake": self.min_stake(),
+            "max_job_duration": int(self.client.call("JobMarket", market.MAX_JOB_DURATION())),
+            "dispute_window": int(self.client.call("JobMarket", market.DISPUTE_WINDOW())),
+            "unbonding_delay": int(self.client.call("ProviderRegistry", registry.unbondingDelay())),
+            "fee_bps": int(self.client.call("JobMarket", market.FEE_BPS())),
+            "slash_bps": int(self.client.call("JobMarket", market.SLASH_BPS())),
+            "slash_client_bps": int(self.client.call("JobMarket", market.SLASH_CLIENT_BPS())),
+        }
+
+    def committee_members(self, *, from_block: int, to_block: int, log_range: int) -> list[str]:
+        """The committee as its CommitteeChanged events built it (the contract keeps a
+        mapping, which cannot be listed), asked for `log_range` blocks at a time."""
+        event = self.verifier.events.CommitteeChanged()
+        members: dict[str, None] = {}
+        start = from_block
+        while start <= to_block:
+            end = min(start + log_range - 1, to_block)
+            with self.client.errors("eth_getLogs"):
+                logs = event.get_logs(from_block=start, to_block=end)
+            for log in sorted(logs, key=lambda entry: (entry["blockNumber"], entry["logIndex"])):
+                for removed in log["args"]["removed"]:
+                    members.pop(to_checksum_address(removed), None)
+                for added in log["args"]["added"]:
+                    members[to_checksum_address(added)] = None
+            start = end + 1
+        return list(members)
 
     def sim_allowed(self) -> bool:
         return bool(self.client.call("AttestationVerifier", self.verifier.functions.SIM_ALLOWED()))

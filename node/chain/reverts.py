@@ -232,6 +232,9 @@ WORDS: dict[str, _Words] = {
         f"the dispute window ({format_duration(minimum)})"
     ),
     # ---------------------------------------------------------------- shared and OpenZeppelin
+    "TcbTooLow": lambda tcb, minimum: (
+        f"the key's TCB status {_tcb(tcb)} is below the {_tcb(minimum)} required"
+    ),
     "ZeroAmount": lambda: "the amount is zero",
     "ZeroAddress": lambda: "an address is zero",
     "WrongValue": lambda sent, expected: (

@@ -268,10 +268,7 @@ def init_command(
                 manifest.deploy_block,
             )
         port, port_note = choose_api_port(api_port)
-        source = PasswordSource(
-            "CAPA_KEYSTORE_PASSWORD", password_file, file_setting="--password-file FILE"
-        )
-        password = source.read(confirm=True)
+        password = PasswordSource.from_flag(password_file).read(confirm=True)
         result = _init_with_flags(
             directory,
             role,

@@ -111,10 +111,7 @@ def node_signer(settings: NodeConfig) -> LocalAccount:
 
 
 def keystore_signer(keystore: Path, password_file: Path | None) -> LocalAccount:
-    source = PasswordSource(
-        "CAPA_KEYSTORE_PASSWORD", password_file, file_setting="--password-file FILE"
-    )
-    return load_account(keystore, source.read())
+    return load_account(keystore, PasswordSource.from_flag(password_file).read())
 
 
 @dataclass(frozen=True)

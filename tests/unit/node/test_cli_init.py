@@ -16,6 +16,7 @@ import node.cli.init as init_module
 from node.chain.manifest import ContractRecord, DeploymentManifest, write_manifest
 from node.cli.main import app
 from node.config.loader import load_config
+from node.keys.account import load_account
 
 runner = CliRunner()
 ENV = {"CAPA_KEYSTORE_PASSWORD": "pw", "COLUMNS": "200"}
@@ -73,15 +74,22 @@ def test_no_password_names_the_flag(tmp_path: Path) -> None:
     assert _tree(tmp_path) == []
 
 
-def test_the_password_file_flag_works(tmp_path: Path) -> None:
+def test_the_password_file_flag_wins_over_the_environment(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("from a file\n")
     node_dir = tmp_path / "node"
     result = _init(
-        "--role", "client", "--dir", str(node_dir), "--password-file", str(secret), env={}
+        "--role",
+        "client",
+        "--dir",
+        str(node_dir),
+        "--password-file",
+        str(secret),
+        env={"CAPA_KEYSTORE_PASSWORD": "from the environment"},
     )
     assert result.exit_code == 0, result.output
-    assert (node_dir / "capa.toml").exists()
+    keystore = load_config(node_dir / "capa.toml", env={}).keys.keystore
+    load_account(keystore, "from a file")  # raises WrongPassword otherwise
 
 
 @pytest.fixture
