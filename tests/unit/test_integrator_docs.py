@@ -81,3 +81,10 @@ def test_the_exit_codes_are_the_clis() -> None:
         (ExitCode.NO_PROVIDER, "no provider matches"),
     ):
         assert re.search(rf"`{int(code)}` [^`]*{words}", shown), (code, words)
+
+
+def test_the_readme_lists_every_exit_code() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| status | meaning |") :].split("\n\n", 1)[0]
+    listed = [int(row.split("|")[1]) for row in table.splitlines()[2:]]
+    assert listed == [int(code) for code in ExitCode]
