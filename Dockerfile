@@ -24,9 +24,13 @@ RUN set -eu; \
     if [ -n "$WHEELHOUSE" ]; then \
       export PIP_NO_INDEX=1 PIP_FIND_LINKS="/tmp/context/$WHEELHOUSE"; \
     else \
-      # fastecdsa (from libp2p) ships no wheel for Linux: it compiles against GMP.
+      # fastecdsa (from libp2p) ships no wheel for Linux: it compiles against GMP, and
+      # against Python's headers, which the official images carry and Debian's python3 lacks.
+      packages="gcc libc6-dev libgmp-dev"; \
+      python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || packages="$packages python3-dev"; \
       apt-get update; \
-      apt-get install -y --no-install-recommends gcc libc6-dev libgmp-dev; \
+      apt-get install -y --no-install-recommends $packages; \
     fi; \
     app=/opt/capacloud; \
     mkdir -p "$app/src/contracts" "$app/bin"; \

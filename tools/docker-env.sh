@@ -39,7 +39,7 @@ die() {
 # `docker info` against what the caller's environment names (DOCKER_HOST, a context, or the
 # default socket), quietly; true when a daemon answers.
 engine_answers() {
-    command -v docker >/dev/null 2>&1 && timeout 20 docker "$@" info >/dev/null 2>&1
+    command -v docker >/dev/null 2>&1 && timeout 20 docker info >/dev/null 2>&1
 }
 
 own_engine_running() {
@@ -156,6 +156,7 @@ cmd_up() {
         return 0
     fi
     start_engine
+    say "to use it: export DOCKER_HOST=unix://$socket; to stop it: $0 down"
     echo "export DOCKER_HOST=unix://$socket"
     echo "export CAPA_DOCKER_STARTED=1"
 }

@@ -60,9 +60,18 @@ def _exports(text: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def docker() -> Iterator[Docker]:
+    # An engine of this session's own where one must be started: another checkout's test
+    # run on the same machine stops only its own.
+    env = {
+        **os.environ,
+        "CAPA_DOCKER_DIR": f"/tmp/capacloud-docker-test-{uuid.uuid4().hex[:8]}",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
     up = subprocess.run(
         ["bash", "tools/docker-env.sh", "up"],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         timeout=SETUP_TIMEOUT,
@@ -70,7 +79,7 @@ def docker() -> Iterator[Docker]:
     assert up.returncode == 0, f"tools/docker-env.sh up failed:\n{up.stderr}"
     exports = _exports(up.stdout)
     started = exports.pop("CAPA_DOCKER_STARTED", "") == "1"
-    env = {**os.environ, **exports, "NO_COLOR": "1", "COLUMNS": "200"}
+    env.update(exports)
     try:
         yield Docker(env)
     finally:
@@ -89,6 +98,11 @@ def docker() -> Iterator[Docker]:
 @pytest.fixture(scope="session")
 def node_image(docker: Docker) -> Iterator[str]:
     """The image of this checkout, under a tag of its own, removed after the session."""
+    given = os.environ.get("CAPA_TEST_IMAGE")
+    if given:
+        # An image built already (`make docker-image`), to iterate on the tests quickly.
+        yield given
+        return
     tag = f"capacloud/node:test-{uuid.uuid4().hex[:8]}"
     docker.run(["bash", "tools/docker-image.sh", "build", tag], timeout=SETUP_TIMEOUT)
     try:

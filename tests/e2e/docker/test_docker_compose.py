@@ -53,10 +53,12 @@ def _wait_healthy(docker: Docker, project: str, since: int) -> None:
             seen.append(line.strip())
             if line.strip() == "health_status: healthy":
                 return
+            if line.strip() == "health_status: unhealthy":
+                break
     finally:
         events.kill()
         events.wait()
-    raise AssertionError(f"not healthy within {HEALTHY_WITHIN_SECONDS}s; health events: {seen}")
+    raise AssertionError(f"not healthy (deadline {HEALTHY_WITHIN_SECONDS}s); health events: {seen}")
 
 
 def test_compose_brings_anvil_up_healthy_on_the_host_network(
