@@ -111,8 +111,9 @@ start_engine() {
     install_missing
     mkdir -p "$state_dir"
     chmod 0711 "$state_dir"
-    # An empty config file, so no daemon.json under /etc changes what this engine does.
-    echo '{}' >"$state_dir/daemon.json"
+    # A config file of its own, so no daemon.json under /etc changes what this engine does;
+    # it also keeps the engine's identity key in the folder instead of /etc/docker/key.json.
+    printf '{"deprecated-key-path": "%s/key.json"}\n' "$state_dir" >"$state_dir/daemon.json"
     local drivers driver
     case "$storage" in
     auto) drivers=(overlay2 vfs) ;;
@@ -166,7 +167,7 @@ cmd_up() {
 leftover_pids() {
     local pid cmdline
     for pid in /proc/[0-9]*; do
-        cmdline=$(tr '\0' ' ' <"$pid/cmdline" 2>/dev/null) || continue
+        cmdline=$(tr '\0' ' ' 2>/dev/null <"$pid/cmdline") || continue
         case "$cmdline" in
         *"$state_dir/"*) echo "${pid#/proc/}" ;;
         esac
