@@ -146,11 +146,11 @@ take_lock() {
 }
 
 cmd_up() {
-    take_lock
     if engine_answers; then
         say "Docker already answers (${DOCKER_HOST:-default context}, server $(docker info --format '{{.ServerVersion}}' 2>/dev/null)); nothing to do"
         return 0
     fi
+    take_lock
     if own_engine_running; then
         say "the engine started earlier in $state_dir answers; nothing to do"
         echo "export DOCKER_HOST=unix://$socket"
@@ -177,6 +177,7 @@ leftover_pids() {
 cmd_down() {
     take_lock
     if [ ! -d "$state_dir" ]; then
+        rm -f "${state_dir}.lock"
         say "no engine of ours in $state_dir; nothing to stop"
         return 0
     fi

@@ -28,8 +28,10 @@ class Docker:
     env: dict[str, str]
 
     def run(
-        self, args: Sequence[str], *, timeout: float = 120, check: bool = True
+        self, args: Sequence[str], *, timeout: float = 600, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        # 600 s: on vfs one `docker run` copies the whole image twice (a minute and more on a
+        # loaded machine); on overlay2 it takes seconds.
         done = subprocess.run(
             list(args), cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )
