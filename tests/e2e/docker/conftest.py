@@ -51,6 +51,18 @@ class Docker:
         return [standalone]
 
 
+def docker_env_script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """tools/docker-env.sh up|down|status (up may install packages: minutes)."""
+    return subprocess.run(
+        ["bash", "tools/docker-env.sh", command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SETUP_TIMEOUT,
+    )
+
+
 def _exports(text: str) -> dict[str, str]:
     found = {}
     for line in text.splitlines():
@@ -70,14 +82,7 @@ def docker() -> Iterator[Docker]:
         "NO_COLOR": "1",
         "COLUMNS": "200",
     }
-    up = subprocess.run(
-        ["bash", "tools/docker-env.sh", "up"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SETUP_TIMEOUT,
-    )
+    up = docker_env_script("up", env)
     assert up.returncode == 0, f"tools/docker-env.sh up failed:\n{up.stderr}"
     exports = _exports(up.stdout)
     started = exports.pop("CAPA_DOCKER_STARTED", "") == "1"
@@ -86,14 +91,7 @@ def docker() -> Iterator[Docker]:
         yield Docker(env)
     finally:
         if started:
-            down = subprocess.run(
-                ["bash", "tools/docker-env.sh", "down"],
-                cwd=REPO,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            down = docker_env_script("down", env)
             assert down.returncode == 0, f"tools/docker-env.sh down failed:\n{down.stderr}"
 
 

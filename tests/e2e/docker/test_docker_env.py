@@ -11,24 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SETUP_TIMEOUT
+from .conftest import SETUP_TIMEOUT, docker_env_script
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.timeout(SETUP_TIMEOUT),
     pytest.mark.skipif(os.geteuid() != 0, reason="starting dockerd needs root"),
 ]
-
-
-def _script(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "tools/docker-env.sh", command],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SETUP_TIMEOUT,
-    )
 
 
 def _import_true_image(engine: dict[str, str], tmp_path: Path) -> str:
@@ -82,7 +71,7 @@ def test_up_starts_an_engine_once_and_down_removes_it(storage: str, tmp_path: Pa
         "DOCKER_HOST": f"unix://{state_dir}/none.sock",
     }
     try:
-        first = _script("up", env)
+        first = docker_env_script("up", env)
         assert first.returncode == 0, first.stderr
         assert first.stdout.splitlines() == [
             f"export DOCKER_HOST=unix://{state_dir}/docker.sock",
@@ -95,7 +84,7 @@ def test_up_starts_an_engine_once_and_down_removes_it(storage: str, tmp_path: Pa
         )  # fmt: skip
         assert info.stdout.split() == [storage, f"{state_dir}/data"], info.stderr
         # A second `up` finds that engine and starts nothing.
-        second = _script("up", env)
+        second = docker_env_script("up", env)
         assert second.returncode == 0, second.stderr
         assert second.stdout.splitlines() == [f"export DOCKER_HOST=unix://{state_dir}/docker.sock"]
         # A container makes the engine's cgroups, mounts and shim processes.
@@ -107,7 +96,7 @@ def test_up_starts_an_engine_once_and_down_removes_it(storage: str, tmp_path: Pa
         assert ran.returncode == 0, ran.stderr
         assert _cgroups(state_dir), "the container left no cgroup parent to look for"
     finally:
-        down = _script("down", env)
+        down = docker_env_script("down", env)
     assert down.returncode == 0, down.stderr
     assert not Path(state_dir).exists()
     assert not Path(f"{state_dir}.lock").exists()
