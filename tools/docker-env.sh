@@ -16,9 +16,9 @@
 # starts a container in seconds, and falls back to vfs, which copies the whole image for every
 # container and build step; overlay2|vfs force one. Containers go under a cgroup parent named
 # after the folder, so `down` removes exactly what the engine made. Nothing under /etc is
-# written by this script; apt
-# leaves what its packages install (/etc/docker, the docker group), and Debian's invoke-rc.d
-# starts no service on a machine without an init system, so no system-wide dockerd appears.
+# written by this script or its engine (the identity key stays in the folder); apt leaves what
+# its packages install (/etc/docker, the docker group), and Debian's invoke-rc.d starts no
+# service on a machine without an init system, so no system-wide dockerd appears.
 set -euo pipefail
 
 state_dir=${CAPA_DOCKER_DIR:-/tmp/capacloud-docker}
