@@ -299,12 +299,14 @@ class OutputRejected(StateChange):
 
 @dataclass(frozen=True)
 class DeadlinePassed(StateChange):
+    """Seen again after a claim that came too early for the chain: hence the time in it."""
+
     job_id: JobId
     chain_time: int
 
     @property
     def origin(self) -> Origin:
-        return Origin(f"deadline:{self.job_id}")
+        return Origin(f"deadline:{self.job_id}:{self.chain_time}")
 
 
 @dataclass(frozen=True)
