@@ -3,7 +3,9 @@
 Run: `.venv/bin/python bench/idle/run.py [--seconds 60]`. Starts anvil, deploys the market,
 `capa init`s a provider with the default keystore parameters, starts the daemon as its own
 process with the default config (poll every 2 s, API on loopback), waits until it answers,
-then samples /proc for the window. Prints a table, then one JSON line.
+then samples /proc for the window. Also measures, in fresh interpreters, what the API
+(FastAPI app, its models and document) adds to the stack the daemon loads anyway. Prints a
+table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ GOAL_CPU_PERCENT = 1.0
 PASSWORD = "idle bench password"
 _RUN = "import sys; from node.cli.node_run import node_app; node_app(sys.argv[1:])"
 _TICKS = os.sysconf("SC_CLK_TCK")
+# What the daemon loads besides its API; then the same plus the API app, document built.
+_STACK = (
+    "import trio, hypercorn.trio, pydantic, web3, sqlalchemy, alembic, prometheus_client, "
+    "node.chain.typed_data, node.config.model, node.metrics, node.state.model, node.store.records"
+)
+_STACK_AND_API = (
+    _STACK + "; from node.api.app import ApiApp; from node.metrics import Metrics; "
+    "ApiApp(None, 'token', Metrics()).openapi()"
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -47,6 +58,23 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def peak_rss_mb(code: str) -> float:
+    """Peak RSS of a fresh interpreter that runs `code`."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from this (larger) parent process.
+    report = (
+        "; import pathlib; print([line.split()[1] for line in pathlib.Path('/proc/self/status')"
+        ".read_text().splitlines() if line.startswith('VmHWM:')][0])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code + report],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def wait_ready(directory: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -108,6 +136,7 @@ def main() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+    stack_mb, with_api_mb = peak_rss_mb(_STACK), peak_rss_mb(_STACK_AND_API)
     cpu_percent = 100 * cpu_used / window
     peak, last = max(samples), samples[-1]
     print(f"idle bench: provider daemon, poll every 2 s, window {window:.0f} s")
@@ -117,6 +146,8 @@ def main() -> None:
     print(f"{'RSS peak in window (MB)':<36}{peak:>12.1f}{GOAL_RSS_MB:>12.0f}")
     print(f"{'CPU (% of one core)':<36}{cpu_percent:>12.2f}{GOAL_CPU_PERCENT:>12.1f}")
     print(f"{'shutdown on SIGTERM (s), exit code':<36}{shutdown_s:>12.2f}{code:>12}")
+    print(f"{'stack without the API (MB)':<36}{stack_mb:>12.1f}{'':>12}")
+    print(f"{'API app on top of it (MB)':<36}{with_api_mb - stack_mb:>12.1f}{'':>12}")
     figures = {
         "window_s": round(window, 1),
         "ready_s": round(ready_s, 2),
@@ -125,6 +156,8 @@ def main() -> None:
         "cpu_percent": round(cpu_percent, 3),
         "shutdown_s": round(shutdown_s, 2),
         "exit_code": code,
+        "stack_rss_mb": round(stack_mb, 1),
+        "api_rss_mb": round(with_api_mb - stack_mb, 1),
         "goal_rss_mb": GOAL_RSS_MB,
         "goal_cpu_percent": GOAL_CPU_PERCENT,
     }

@@ -1,23 +1,56 @@
-"""The CLI's side of the API: find the daemon through its URL and token files, ask, decode."""
+"""The CLI's side of the API: find the daemon through its URL and token files, ask, decode.
+
+Requests are built from, and answers parsed into, the models the daemon's app serves.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from node.api import paths
+from node.api.discovery import url_file_for
 from node.api.errors import ApiError, DaemonUnreachable
-from node.api.server import url_file_for
+from node.api.models import (
+    AcceptJob,
+    Action,
+    ActionOutcome,
+    CancelJob,
+    ClaimTimeout,
+    ErrorBody,
+    JobIdText,
+    JobList,
+    JobView,
+    MatchJob,
+    NodeStatus,
+    PostJob,
+    Withdraw,
+)
+from node.state.model import JobStatus
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+_JOB_ID: TypeAdapter[str] = TypeAdapter(JobIdText)
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._http = httpx.Client(
             base_url=url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             trust_env=False,
+            transport=transport,
         )
 
     @classmethod
@@ -31,13 +64,47 @@ class ApiClient:
             ) from exc
         return cls(url, token)
 
-    def get(self, path: str, **params: str) -> Any:
-        return self._request("GET", path, params=params)
+    def close(self) -> None:
+        self._http.close()
 
-    def act(self, action: dict[str, Any]) -> Any:
-        return self._request("POST", "/v1/actions", json=action)
+    # ------------------------------------------------------------------ reads
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def status(self) -> NodeStatus:
+        return self._request("GET", paths.STATUS, NodeStatus)
+
+    def jobs(self, status: JobStatus | None = None, *, limit: int = 100) -> list[JobView]:
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status.value
+        return self._request("GET", paths.JOBS, JobList, params=params).jobs
+
+    def job(self, job_id: str) -> JobView:
+        return self._request("GET", _job_path(paths.JOB, job_id), JobView)
+
+    # ------------------------------------------------------------------ actions
+
+    def create_job(self, action: MatchJob | PostJob) -> ActionOutcome:
+        return self._act(paths.JOBS, action)
+
+    def accept_job(self, job_id: str, action: AcceptJob) -> ActionOutcome:
+        return self._act(_job_path(paths.ACCEPT_JOB, job_id), action)
+
+    def claim_timeout(self, job_id: str, action: ClaimTimeout | None = None) -> ActionOutcome:
+        return self._act(_job_path(paths.CLAIM_TIMEOUT, job_id), action or ClaimTimeout())
+
+    def cancel_job(self, job_id: str, action: CancelJob | None = None) -> ActionOutcome:
+        return self._act(_job_path(paths.CANCEL_JOB, job_id), action or CancelJob())
+
+    def withdraw(self, action: Withdraw) -> ActionOutcome:
+        return self._act(paths.WITHDRAWALS, action)
+
+    # ------------------------------------------------------------------ transport
+
+    def _act(self, path: str, action: Action) -> ActionOutcome:
+        body = action.model_dump(mode="json", exclude_none=True)
+        return self._request("POST", path, ActionOutcome, json=body)
+
+    def _request(self, method: str, path: str, answer: type[Answer], **kwargs: Any) -> Answer:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -46,10 +113,22 @@ class ApiClient:
             ) from exc
         if response.status_code != 200:
             try:
-                detail = response.json().get("error", response.text)
-            except ValueError:
+                detail = ErrorBody.model_validate_json(response.content).error
+            except ValidationError:
                 detail = response.text
             raise ApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+        try:
+            return answer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiError(
+                f"{method} {path}: the daemon's answer is not a {answer.__name__}: {exc}"
+            ) from exc
+
+
+def _job_path(template: str, job_id: str) -> str:
+    """The path for `job_id`, checked first: a job id goes into the URL as it is."""
+    try:
+        checked = _JOB_ID.validate_python(job_id)
+    except ValidationError as exc:
+        raise ApiError(f"not a job id (0x and 64 hex digits): {job_id!r}") from exc
+    return template.format(job_id=checked.lower())

@@ -7,12 +7,20 @@ class ApiError(Exception):
     """Base of API failures."""
 
 
-class BadRequest(ApiError):
-    """The request is malformed; becomes HTTP 400 with this message."""
-
-
 class NotFound(ApiError):
     """No such resource; becomes HTTP 404."""
+
+
+class WrongRole(ApiError):
+    """The action is not one this node's role takes; becomes HTTP 409."""
+
+
+class InvalidAction(ApiError):
+    """The action is well-formed but cannot be carried out as given; becomes HTTP 422."""
+
+
+class Unavailable(ApiError):
+    """The daemon cannot take the action now (busy or stopping); becomes HTTP 503."""
 
 
 class DaemonUnreachable(ApiError):

@@ -13,6 +13,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from node.api.app import ApiApp
+from node.api.discovery import url_file_for
 from node.keys.files import replace_secret_file
 
 if TYPE_CHECKING:
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
-
-
-def url_file_for(token_file: Path) -> Path:
-    return token_file.with_name("api.url")
 
 
 class ApiServer:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import trio
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from node.api.client import ApiClient
 from node.api.errors import ApiError
+from node.api.models import (
+    MAX_LIMIT,
+    AcceptJob,
+    ActionOutcome,
+    CancelJob,
+    ClaimTimeout,
+    Withdraw,
+)
 from node.chain.errors import ChainError
 from node.cli.node import node_app
 from node.config.errors import ConfigError
@@ -23,6 +32,7 @@ from node.daemon.errors import DaemonError
 from node.keys.account import PasswordSource, load_account
 from node.keys.errors import KeysError
 from node.keys.identity import load_identity
+from node.state.model import JobStatus
 from node.store.errors import StoreError
 
 console = Console()
@@ -97,44 +107,45 @@ def _client(config: Path) -> ApiClient:
         raise _fail(str(exc)) from None
 
 
-def _call(config: Path, path: str, **params: str) -> Any:
-    try:
-        return _client(config).get(path, **params)
-    except ApiError as exc:
-        raise _fail(str(exc)) from None
+Answer = TypeVar("Answer")
 
 
-def _act(config: Path, action: dict[str, Any]) -> None:
+def _ask(config: Path, question: Callable[[ApiClient], Answer]) -> Answer:
+    client = _client(config)
     try:
-        answer = _client(config).act(action)
+        return question(client)
     except ApiError as exc:
         raise _fail(str(exc)) from None
-    if answer.get("rejected"):
-        raise _fail(f"refused: {answer['rejected']}")
-    console.print(json.dumps(answer), highlight=False)
+    finally:
+        client.close()
+
+
+def _act(config: Path, action: Callable[[ApiClient], ActionOutcome]) -> None:
+    outcome = _ask(config, action)
+    if outcome.rejected:
+        raise _fail(f"refused: {outcome.rejected}")
+    console.print(outcome.model_dump_json(), highlight=False, soft_wrap=True)
 
 
 @node_app.command("status")
 def status(config: ConfigOption = Path("capa.toml")) -> None:
     """Ask the running daemon where it stands."""
-    console.print_json(json.dumps(_call(config, "/v1/status")))
+    console.print_json(_ask(config, ApiClient.status).model_dump_json())
 
 
 @node_app.command("jobs")
 def jobs(
     config: ConfigOption = Path("capa.toml"),
     status_filter: Annotated[
-        str | None, typer.Option("--status", help="Only jobs in this status")
+        JobStatus | None, typer.Option("--status", help="Only jobs in this status")
     ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="At most this many")] = 100,
 ) -> None:
-    """List the jobs the running daemon knows."""
-    params = {"status": status_filter} if status_filter else {}
-    rows = _call(config, "/v1/jobs", **params)["jobs"]
+    """List the jobs the running daemon knows, newest first."""
+    rows = _ask(config, lambda api: api.jobs(status_filter, limit=limit))
     table = Table("job", "status", "provider", "price (wei)", "error")
     for row in rows:
-        table.add_row(
-            row["job_id"], row["status"], row["provider"] or "", row["price"], row["error"]
-        )
+        table.add_row(row.job_id, row.status.value, row.provider or "", row.price, row.error)
     console.print(table)
 
 
@@ -145,16 +156,44 @@ def accept(
     config: ConfigOption = Path("capa.toml"),
 ) -> None:
     """Provider: accept an open job."""
-    _act(config, {"action": "accept_job", "job_id": job_id, "enclave_key": enclave_key})
+    action = _model(AcceptJob, enclave_key=enclave_key)
+    _act(config, lambda api: api.accept_job(job_id, action))
 
 
 @node_app.command("claim-timeout")
 def claim_timeout(job_id: str, config: ConfigOption = Path("capa.toml")) -> None:
     """Client: claim the refund of a job past its deadline."""
-    _act(config, {"action": "claim_timeout", "job_id": job_id})
+    _act(config, lambda api: api.claim_timeout(job_id, ClaimTimeout()))
+
+
+@node_app.command("cancel")
+def cancel(job_id: str, config: ConfigOption = Path("capa.toml")) -> None:
+    """Client: cancel an open job that no provider accepted yet."""
+    _act(config, lambda api: api.cancel_job(job_id, CancelJob()))
 
 
 @node_app.command("withdraw")
-def withdraw(amount: int, config: ConfigOption = Path("capa.toml")) -> None:
+def withdraw(
+    amount: int,
+    to: Annotated[
+        str | None, typer.Option(help="Recipient address (default: this node's account)")
+    ] = None,
+    config: ConfigOption = Path("capa.toml"),
+) -> None:
     """Withdraw AMOUNT wei of earnings or refunds from the market."""
-    _act(config, {"action": "withdraw", "amount": amount})
+    action = _model(Withdraw, amount=str(amount), to=to)
+    _act(config, lambda api: api.withdraw(action))
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _model(model: type[Model], **fields: Any) -> Model:
+    """The API's request model from the command line, refused here when it would be there."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise _fail(problems) from None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ TDX = 2
 MEASUREMENT = keccak(b"mrtd of the capa runner image")
 STAKE = 5 * 10**18
 PRICE = 10**17
+RUN_NODE_APP = "import sys; from node.cli.node_run import node_app; node_app(sys.argv[1:])"
 
 
 @dataclass(frozen=True)
@@ -201,3 +206,37 @@ class TcpProxy:
 
             nursery.start_soon(pump, downstream, upstream)
             nursery.start_soon(pump, upstream, downstream)
+
+
+def start_daemon(config: Path, password: str) -> subprocess.Popen[str]:
+    """`capa node run` as its own process, logging JSON lines to its stdout."""
+    env = {**os.environ, "CAPA_KEYSTORE_PASSWORD": password, "CAPA_CHAIN_POLL_INTERVAL": "0.2"}
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_NODE_APP, "run", "--config", str(config), "--log-json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_api(
+    directory: Path, process: subprocess.Popen[str], timeout: float = 30.0
+) -> tuple[str, str]:
+    """The daemon writes its URL and a fresh token once the API listens; then it answers."""
+    deadline = time.monotonic() + timeout
+    url_file, token_file = directory / "api.url", directory / "api.token"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"daemon exited early:\n{process.stdout.read() if process.stdout else ''}"
+            )
+        if url_file.exists() and token_file.exists():
+            url, token = url_file.read_text(), token_file.read_text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return url, token
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("daemon did not become ready")

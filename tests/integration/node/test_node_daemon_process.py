@@ -13,52 +13,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_harness import Actors
+from node_harness import RUN_NODE_APP, Actors, start_daemon, wait_for_api
 
+from node.api.models import ActionOutcome
 from node.chain.anvil import AnvilNode
 from node.chain.market import Market
 from node.cli.init import init_node
 from node.config.model import Role
 
 PASSWORD = "correct horse battery staple"
-_RUN_NODE_APP = "import sys; from node.cli.node_run import node_app; node_app(sys.argv[1:])"
-
-
-def _start(config: Path) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "CAPA_KEYSTORE_PASSWORD": PASSWORD,
-        "CAPA_CHAIN_POLL_INTERVAL": "0.2",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-c", _RUN_NODE_APP, "run", "--config", str(config), "--log-json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_ready(
-    directory: Path, process: subprocess.Popen[str], timeout: float = 30.0
-) -> tuple[str, str]:
-    """The daemon writes its URL and a fresh token once the API listens; then it answers."""
-    deadline = time.monotonic() + timeout
-    url_file, token_file = directory / "api.url", directory / "api.token"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"daemon exited early:\n{process.stdout.read() if process.stdout else ''}"
-            )
-        if url_file.exists() and token_file.exists():
-            url, token = url_file.read_text(), token_file.read_text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return url, token
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError("daemon did not become ready")
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -77,9 +40,9 @@ def test_init_run_query_and_stop_on_signal(
     )
     for secret in ("keys/account.json", "keys/identity.key"):
         assert (tmp_path / secret).stat().st_mode & 0o777 == 0o600
-    process = _start(result.config_path)
+    process = start_daemon(result.config_path, PASSWORD)
     try:
-        url, token = _wait_ready(tmp_path, process)
+        url, token = wait_for_api(tmp_path, process)
         assert (tmp_path / "api.token").stat().st_mode & 0o777 == 0o600
         assert url.startswith("http://127.0.0.1:")
         assert httpx.get(f"{url}/v1/status").status_code == 401
@@ -90,11 +53,11 @@ def test_init_run_query_and_stop_on_signal(
         metrics = httpx.get(f"{url}/metrics", headers=auth).text
         assert "capa_chain_head_block" in metrics
         spec = httpx.get(f"{url}/openapi.json").json()
-        assert "/v1/actions" in spec["paths"]
+        assert "/v1/jobs/{job_id}/accept" in spec["paths"]
 
         # The CLI reaches the daemon through the same API.
         cli = subprocess.run(
-            [sys.executable, "-c", _RUN_NODE_APP, "status", "--config", str(result.config_path)],
+            [sys.executable, "-c", RUN_NODE_APP, "status", "--config", str(result.config_path)],
             capture_output=True,
             text=True,
             timeout=30,
@@ -105,7 +68,7 @@ def test_init_run_query_and_stop_on_signal(
             [
                 sys.executable,
                 "-c",
-                _RUN_NODE_APP,
+                RUN_NODE_APP,
                 "accept",
                 "0x" + "11" * 32,
                 "--enclave-key",
@@ -119,6 +82,7 @@ def test_init_run_query_and_stop_on_signal(
         )
         assert refused.returncode == 1
         assert "is not open" in refused.stderr
+        _other_commands(result.config_path)
 
         started = time.monotonic()
         process.send_signal(stop_signal)
@@ -132,6 +96,33 @@ def test_init_run_query_and_stop_on_signal(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _other_commands(config: Path) -> None:
+    """The other commands that talk to the daemon, in-process: each speaks the API's models."""
+    from typer.testing import CliRunner
+
+    import node.cli.node_run  # noqa: F401  (registers the commands on node_app)
+    from node.cli.node import node_app
+
+    runner = CliRunner()
+    where = ["--config", str(config)]
+    listed = runner.invoke(node_app, ["jobs", "--status", "open", *where])
+    assert listed.exit_code == 0, listed.output
+    assert "job" in listed.stdout and "price (wei)" in listed.stdout
+    withdrawn = runner.invoke(node_app, ["withdraw", str(10**30), *where])
+    assert withdrawn.exit_code == 0, withdrawn.output
+    outcome = ActionOutcome.model_validate_json(withdrawn.stdout)
+    assert outcome.seq is not None and outcome.rejected == "" and not outcome.duplicate
+    not_a_client = runner.invoke(node_app, ["claim-timeout", "0x" + "11" * 32, *where])
+    assert not_a_client.exit_code == 1
+    assert "HTTP 409: only a client node takes this action" in not_a_client.stderr
+    nothing = runner.invoke(node_app, ["withdraw", "0", *where])
+    assert nothing.exit_code == 1
+    assert "amount: expected decimal text of an integer from 1" in nothing.stderr
+    no_job = runner.invoke(node_app, ["cancel", "job-7", *where])
+    assert no_job.exit_code == 1
+    assert "not a job id" in no_job.stderr
 
 
 def test_run_against_another_chain_says_so_in_one_line(
@@ -180,7 +171,7 @@ def test_ctrl_c_at_the_password_prompt_exits_cleanly(
     primary, secondary = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CAPA_KEYSTORE_PASSWORD"}
     process = subprocess.Popen(
-        [sys.executable, "-c", _RUN_NODE_APP, "run", "--config", str(tmp_path / "capa.toml")],
+        [sys.executable, "-c", RUN_NODE_APP, "run", "--config", str(tmp_path / "capa.toml")],
         env=env,
         stdin=secondary,
         stdout=secondary,

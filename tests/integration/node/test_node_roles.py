@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
@@ -19,6 +18,7 @@ from node_harness import (
     write_config,
 )
 
+from node.api.models import JobRequestBody, MatchJob, OfferBody
 from node.chain.anvil import AnvilNode
 from node.chain.devnet import SeededProvider
 from node.chain.market import JobState, Market
@@ -28,14 +28,6 @@ from node.keys.identity import create_identity
 from node.state.effects import SendInput, StartJob
 from node.state.model import JobStatus
 from node.state.values import EffectId, JobId
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if isinstance(value, tuple | list):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 async def _api(daemon: RunningDaemon, token_file: Path) -> httpx.AsyncClient:
@@ -57,13 +49,14 @@ def test_a_client_pays_for_a_job_through_the_api(
     quoted_for = request.request_hash(actors.client.address)
     offer = Offer(seeded.account.address, TDX, MEASUREMENT, PRICE, 1800, now + 600, quoted_for, 7)
     signature = offer.sign(market.market_domain, seeded.account.key)
-    action = {
-        "action": "match_job",
-        "request_id": "match-7",
-        "job_id": job,
-        "args": _json_ready([request.as_abi_tuple(), offer.as_abi_tuple(), signature]),
-        "value": PRICE,
-    }
+    action = MatchJob(
+        kind="match",
+        request_id="match-7",
+        request=JobRequestBody.of(request),
+        offer=OfferBody.of(offer),
+        signature="0x" + signature.hex(),
+        value=str(PRICE),
+    ).model_dump(mode="json", exclude_none=True)
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -76,9 +69,9 @@ def test_a_client_pays_for_a_job_through_the_api(
             )
             nursery.start_soon(keep_mining, anvil.rpc_url)
             async with await _api(daemon, config.api.token_file) as api:
-                first = (await api.post("/v1/actions", json=action)).json()
+                first = (await api.post("/v1/jobs", json=action)).json()
                 assert first["seq"] is not None and first["rejected"] == ""
-                retried = (await api.post("/v1/actions", json=action)).json()
+                retried = (await api.post("/v1/jobs", json=action)).json()
                 assert retried["duplicate"] is True  # same request id: acts once
                 state = daemon.service.state
                 await until(daemon.service, lambda: state.jobs[job].status is JobStatus.ASSIGNED)
@@ -145,12 +138,7 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
             await until(daemon.service, lambda: job in jobs and jobs[job].status is JobStatus.OPEN)
             async with await _api(daemon, config.api.token_file) as api:
                 answer = await api.post(
-                    "/v1/actions",
-                    json={
-                        "action": "accept_job",
-                        "job_id": job,
-                        "enclave_key": seeded.enclave.address,
-                    },
+                    f"/v1/jobs/{job}/accept", json={"enclave_key": seeded.enclave.address}
                 )
                 assert answer.json()["rejected"] == ""
                 await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
