@@ -35,7 +35,9 @@ from node.chain.devnet import devnet_peer_id, print_deployment
 from node.chain.market import JobState, Market
 from node.chain.typed_data import JobRequest, KeyAttestation, Offer, job_id_for
 from node.enclave.backend import BindingRequest, EnclaveInstance, sim_backend
+from node.enclave.errors import SandboxUnavailable
 from node.enclave.jobs import JobId, JobLimits, JobSpec
+from node.enclave.native_sandbox import detect_native_sandbox
 from node.enclave.sealing import Direction, open_stream, public_key_bytes, seal_bytes
 from node.enclave.workloads import WasmWorkload
 from proofs.claims import TcbStatus, TeeKind
@@ -93,7 +95,12 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     print_deployment(market.deployment, rpc_url)
 
     console.rule("provider boots: sim enclave " + INSECURE)
-    backend = sim_backend(bytes(Account.create().key), native_sandbox=None)
+    try:
+        sandbox = detect_native_sandbox()
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"the provider cannot run jobs on this machine: {exc}") from exc
+    console.print(f"  jobs run sandboxed as host {sandbox.identity.label}, never as root")
+    backend = sim_backend(bytes(Account.create().key), sandbox)
     instance = backend.create_instance(WasmWorkload(WORKLOAD.read_bytes(), WORKLOAD.name))
     measurement = instance.measurement
     console.print(f"  workload {WORKLOAD.name}, measurement sha256 {measurement.hex()}")

@@ -290,7 +290,7 @@ class SandboxBackend:
         measurement = workload.measure()
         runner: WorkloadRunner
         if isinstance(workload, WasmWorkload):
-            runner = WasmRunner(workload)
+            runner = WasmRunner(workload, self._native_sandbox("wasm"))
         elif isinstance(workload, ExecWorkload):
             runner = ExecRunner(workload, self._native_sandbox("exec"))
         elif isinstance(workload, OnnxWorkload):

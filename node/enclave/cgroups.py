@@ -43,6 +43,12 @@ class JobCgroup(Protocol):
     @property
     def procs_files(self) -> tuple[Path, ...]: ...
 
+    def set_limits(self, limits: CgroupLimits) -> None:
+        """Applies new limits to a live cgroup (a pre-started runtime becoming a job)."""
+        ...
+
+    def member_pids(self) -> set[int]: ...
+
     def report(self) -> CgroupReport: ...
 
     def kill_all(self) -> None: ...
@@ -97,13 +103,18 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
+def _member_pids(procs_files: tuple[Path, ...]) -> set[int]:
+    pids: set[int] = set()
+    for procs in procs_files:
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(pid) for pid in procs.read_text().split())
+    return pids
+
+
 def _kill_members(procs_files: tuple[Path, ...]) -> None:
     deadline = time.monotonic() + _KILL_GRACE_SECONDS
     while time.monotonic() < deadline:
-        pids: set[int] = set()
-        for procs in procs_files:
-            with contextlib.suppress(OSError, ValueError):
-                pids.update(int(pid) for pid in procs.read_text().split())
+        pids = _member_pids(procs_files)
         if not pids:
             return
         for pid in pids:
@@ -111,6 +122,10 @@ def _kill_members(procs_files: tuple[Path, ...]) -> None:
                 os.kill(pid, signal.SIGKILL)
         # Killed tasks leave their cgroup asynchronously; v1 has no event to wait on.
         time.sleep(0.005)
+
+
+def _cpu_quota(limits: CgroupLimits) -> int:
+    return max(1000, int(limits.cpus * _CPU_PERIOD_US))
 
 
 def _remove_dir(path: Path) -> None:
@@ -137,6 +152,26 @@ class _V1JobCgroup:
 
     def _unique_dirs(self) -> list[Path]:
         return list(dict.fromkeys(self._dirs.values()))
+
+    def member_pids(self) -> set[int]:
+        return _member_pids(self.procs_files)
+
+    def set_limits(self, limits: CgroupLimits) -> None:
+        memory = self._dirs["memory"]
+        memsw = memory / "memory.memsw.limit_in_bytes"
+        if memsw.exists():
+            # memory+swap equal to memory, so a job cannot escape its cap into swap; the kernel
+            # wants memsw >= memory at every moment, so the order depends on the direction.
+            current = _read_int(memory / "memory.limit_in_bytes") or 0
+            order = [memsw, memory / "memory.limit_in_bytes"]
+            for path in order if limits.memory_bytes >= current else reversed(order):
+                _write(path, str(limits.memory_bytes))
+        else:
+            _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+        _write(self._dirs["pids"] / "pids.max", str(limits.pids))
+        cpu = self._dirs["cpu"]
+        _write(cpu / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
+        _write(cpu / "cpu.cfs_quota_us", str(_cpu_quota(limits)))
 
     def report(self) -> CgroupReport:
         usage_ns = _read_int(self._dirs["cpuacct"] / "cpuacct.usage")
@@ -199,15 +234,11 @@ class CgroupV1Driver:
             _V1JobCgroup(directories).remove()
             raise SandboxUnavailable(f"cgroup v1: cannot create job cgroup: {exc}") from exc
         job = _V1JobCgroup(directories)
-        memory = directories["memory"]
-        _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-        if (memory / "memory.memsw.limit_in_bytes").exists():
-            # memory+swap equal to memory: a job cannot escape its cap into swap
-            _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-        _write(directories["pids"] / "pids.max", str(limits.pids))
-        cpu = directories["cpu"]
-        _write(cpu / "cpu.cfs_period_us", str(_CPU_PERIOD_US))
-        _write(cpu / "cpu.cfs_quota_us", str(max(1000, int(limits.cpus * _CPU_PERIOD_US))))
+        try:
+            job.set_limits(limits)
+        except SandboxUnavailable:
+            job.remove()
+            raise
         return job
 
 
@@ -218,6 +249,16 @@ class _V2JobCgroup:
     @property
     def procs_files(self) -> tuple[Path, ...]:
         return (self._dir / "cgroup.procs",)
+
+    def member_pids(self) -> set[int]:
+        return _member_pids(self.procs_files)
+
+    def set_limits(self, limits: CgroupLimits) -> None:
+        _write(self._dir / "memory.max", str(limits.memory_bytes))
+        if (self._dir / "memory.swap.max").exists():
+            _write(self._dir / "memory.swap.max", "0")
+        _write(self._dir / "pids.max", str(limits.pids))
+        _write(self._dir / "cpu.max", f"{_cpu_quota(limits)} {_CPU_PERIOD_US}")
 
     def report(self) -> CgroupReport:
         usage_us = _read_keyed(self._dir / "cpu.stat").get("usage_usec")
@@ -284,12 +325,11 @@ class CgroupV2Driver:
         except OSError as exc:
             raise SandboxUnavailable(f"cgroup v2: cannot create job cgroup: {exc}") from exc
         job = _V2JobCgroup(directory)
-        _write(directory / "memory.max", str(limits.memory_bytes))
-        if (directory / "memory.swap.max").exists():
-            _write(directory / "memory.swap.max", "0")
-        _write(directory / "pids.max", str(limits.pids))
-        quota = max(1000, int(limits.cpus * _CPU_PERIOD_US))
-        _write(directory / "cpu.max", f"{quota} {_CPU_PERIOD_US}")
+        try:
+            job.set_limits(limits)
+        except SandboxUnavailable:
+            job.remove()
+            raise
         return job
 
 

@@ -8,6 +8,9 @@ from typing import NewType
 
 from proofs.receipts import Eip712Domain, Result
 
+MIN_SCRATCH_BYTES = 64 * 1024
+"""Four pages for each writable mount: a tmpfs of size 0 would have no limit at all."""
+
 JobId = NewType("JobId", bytes)
 """bytes32, as on-chain; also the HPKE info of the job's sealed input and output."""
 
@@ -22,13 +25,16 @@ class JobLimits:
     pids: int = 64
     cpus: float = 1.0
     scratch_bytes: int = 64 * 1024 * 1024
-    """exec/onnx: size of the private, writable /work and /tmp."""
+    """exec/onnx: every byte the job may write, in all: half for its folder /work, a quarter
+    each for /tmp and /dev/shm (each a private tmpfs of that size)."""
 
     def __post_init__(self) -> None:
         if self.wall_seconds <= 0 or self.memory_bytes <= 0 or self.output_bytes < 0:
             raise ValueError("limits must be positive")
         if self.pids < 1 or self.cpus <= 0 or self.scratch_bytes <= 0:
             raise ValueError("limits must be positive")
+        if self.scratch_bytes < MIN_SCRATCH_BYTES:
+            raise ValueError(f"scratch must be at least {MIN_SCRATCH_BYTES} bytes")
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ import math
 import shutil
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 from node.enclave.jobs import JobLimits, RunReport
-from node.enclave.native_sandbox import Bind, NativeSandbox, SandboxCommand, system_binds
+from node.enclave.native_sandbox import Bind, NativeSandbox, SandboxCommand, python_runtime_binds
 from node.enclave.output import OutputWriter
 from node.enclave.workloads import ONNX_RUNNER_SCRIPT, OnnxWorkload
 
@@ -27,13 +28,14 @@ class OnnxRunner:
     def __init__(self, workload: OnnxWorkload, sandbox: NativeSandbox) -> None:
         # The model is measured, not secret: it may sit in a host file the sandbox reads.
         self._model_dir = Path(tempfile.mkdtemp(prefix="capacloud-model-"))
+        self._model_dir.chmod(0o711)  # the sandbox user reaches the model, nothing else here
         model_file = self._model_dir / "model.onnx"
         model_file.write_bytes(workload.model)
-        binds, symlinks = system_binds()
-        python_roots = dict.fromkeys(Path(p).resolve() for p in (sys.base_prefix, sys.prefix))
+        model_file.chmod(0o444)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self._model_dir, True)
+        binds, symlinks = python_runtime_binds()
         self._binds = (
             *binds,
-            *(Bind(root, str(root)) for root in python_roots if not str(root).startswith("/usr")),
             Bind(model_file, _MODEL_PATH),
             Bind(ONNX_RUNNER_SCRIPT, _RUNNER_PATH),
         )
@@ -58,4 +60,4 @@ class OnnxRunner:
         return self._sandbox.run(command, limits, plaintext, output)
 
     def close(self) -> None:
-        shutil.rmtree(self._model_dir, ignore_errors=True)
+        self._finalizer()

@@ -13,6 +13,9 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import wasmtime
+
+from node.enclave import wasm_entry
 from node.enclave.attesters import (
     Attester,
     ConfigfsTsmAttester,
@@ -23,7 +26,17 @@ from node.enclave.attesters import (
     PynvmlLibrary,
 )
 from node.enclave.cgroups import CgroupLimits, CgroupV1Driver, CgroupV2Driver, read_mounts
-from node.enclave.errors import AttestationUnavailable, SandboxUnavailable
+from node.enclave.errors import AttestationUnavailable, SandboxUnavailable, WorkloadInvalid
+from node.enclave.jobs import JobLimits
+from node.enclave.native_sandbox import (
+    NativeSandbox,
+    SandboxCommand,
+    detect_native_sandbox,
+    job_identity,
+    system_binds,
+)
+from node.enclave.wasm_runner import WasmRunner
+from node.enclave.workloads import WasmWorkload
 from proofs.claims import TeeKind
 
 TEE_CPU_FLAGS = ("tdx_guest", "sev", "sev_es", "sev_snp", "sgx", "sgx_lc")
@@ -175,15 +188,13 @@ def _probe_seccomp() -> Capability:
 
 def _probe_wasmtime() -> Capability:
     try:
-        import wasmtime
-
         engine = wasmtime.Engine()
         wasmtime.Module(engine, bytes(wasmtime.wat2wasm("(module)")))
-    except (ImportError, wasmtime.WasmtimeError) as exc:
+    except wasmtime.WasmtimeError as exc:
         return Capability("wasmtime", False, f"cannot compile a module: {exc}")
     from importlib.metadata import version
 
-    return Capability("wasmtime", True, f"wasmtime-py {version('wasmtime')}: fuel, epochs, limits")
+    return Capability("wasmtime", True, f"wasmtime-py {version('wasmtime')}: fuel, store limits")
 
 
 def _probe_onnxruntime() -> Capability:
@@ -205,12 +216,159 @@ def _probe_wasm_toolchain() -> Capability:
     return Capability("wasm toolchain", True, f"{clang} with wasi-libc")
 
 
+def _probe_job_identity() -> Capability:
+    try:
+        identity = job_identity()
+    except SandboxUnavailable as exc:
+        return Capability("sandbox user", False, str(exc))
+    return Capability("sandbox user", True, f"jobs run as host {identity.label}, never as uid 0")
+
+
+class _Collected:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    @property
+    def written(self) -> int:
+        return len(self.data)
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def _mount_table(mountinfo: str) -> dict[str, tuple[set[str], str, str]]:
+    """mount point -> (mount options, fs type, super options), the last mount on each point."""
+    table = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        separator = fields.index("-")
+        table[fields[4]] = (set(fields[5].split(",")), fields[separator + 1], fields[separator + 3])
+    return table
+
+
+def _tmpfs_size(super_options: str) -> int | None:
+    for option in super_options.split(","):
+        if option.startswith("size="):
+            value = option[5:]
+            scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(value[-1:], 1)
+            return int(value.rstrip("kmg")) * scale
+    return None
+
+
+def _isolation_findings(
+    mounts: dict[str, tuple[set[str], str, str]], masked: tuple[str, ...], scratch: int
+) -> tuple[list[str], list[str]]:
+    """(what holds, what does not) in a job's view of its mounts."""
+    holds, missing = [], []
+    if "ro" in mounts.get("/proc/sys", (set(), "", ""))[0]:
+        holds.append("/proc/sys read-only")
+    else:
+        missing.append("/proc/sys is writable")
+    hidden = [path for path in masked if "ro" in mounts.get(path, (set(), "", ""))[0]]
+    if len(hidden) == len(masked):
+        holds.append(f"{len(hidden)} host /proc entries masked")
+    else:
+        missing.append(f"/proc entries not masked: {', '.join(sorted(set(masked) - set(hidden)))}")
+    if "ro" in mounts.get("/dev", (set(), "", ""))[0]:
+        holds.append("/dev read-only")
+    else:
+        missing.append("/dev is writable")
+    sizes = {}
+    for point, (options, fstype, super_options) in mounts.items():
+        if "rw" in options and fstype == "tmpfs":
+            size = _tmpfs_size(super_options)
+            if size is None:
+                missing.append(f"{point} is an unsized writable tmpfs")
+            else:
+                sizes[point] = size
+    if sum(sizes.values()) <= scratch:
+        holds.append(f"writable: {', '.join(sorted(sizes))}, {sum(sizes.values())} B in all")
+    else:
+        missing.append(f"writable mounts exceed the {scratch} B scratch limit")
+    return holds, missing
+
+
+def _probe_isolation(sandbox: NativeSandbox) -> Capability:
+    """Starts a real job that lists its mounts, and looks at its processes from the host."""
+    binds, symlinks = system_binds()
+    command = SandboxCommand(
+        binds, symlinks, ("/bin/sh", "-c", "cat /proc/self/mountinfo; read _; true")
+    )
+    limits = JobLimits(wall_seconds=_PROBE_TIMEOUT_SECONDS, memory_bytes=64 << 20,
+                       scratch_bytes=1 << 20)  # fmt: skip
+    output = _Collected()
+    try:
+        process = sandbox.start(command, limits)
+        try:
+            uids = process.host_uids() if process.wait_started(_PROBE_TIMEOUT_SECONDS) else set()
+            end = process.supervise(limits, iter(()), output)
+        finally:
+            process.discard()
+    except SandboxUnavailable as exc:
+        return Capability("sandbox isolation", False, str(exc))
+    if end.exit_code != 0:
+        return Capability("sandbox isolation", False, "the probe job did not run; see bubblewrap")
+    mounts = _mount_table(output.data.decode(errors="replace"))
+    holds, missing = _isolation_findings(mounts, sandbox.masked_entries, limits.scratch_bytes)
+    if uids and 0 not in uids:
+        holds.insert(0, f"job processes at host uid {', '.join(map(str, sorted(uids)))}")
+    else:
+        missing.insert(0, f"job processes seen at host uids {sorted(uids) or 'none'}")
+    detail = "; ".join(holds) if not missing else "; ".join(missing)
+    return Capability("sandbox isolation", not missing, detail)
+
+
+def _probe_wasm_isolation(sandbox: NativeSandbox) -> Capability:
+    """Runs an empty module through the wasm runner and checks multi-memory is refused."""
+    empty = WasmWorkload(bytes(wasmtime.wat2wasm('(module (func (export "_start")))')))
+    try:
+        WasmRunner(
+            WasmWorkload(bytes(wasmtime.wat2wasm("(module (memory 1) (memory 1))"))), sandbox
+        )
+        return Capability("wasm isolation", False, "a module with two memories was accepted")
+    except WorkloadInvalid:
+        pass
+    try:
+        runner = WasmRunner(empty, sandbox)
+        try:
+            report = runner.run((), JobLimits(wall_seconds=_PROBE_TIMEOUT_SECONDS), iter(()),
+                                _Collected())  # fmt: skip
+        finally:
+            runner.close()
+    except SandboxUnavailable as exc:
+        return Capability("wasm isolation", False, str(exc))
+    if report.failure is not None:
+        return Capability("wasm isolation", False, f"an empty module failed: {report.failure}")
+    return Capability(
+        "wasm isolation", True,
+        "each job in a child process in the native sandbox (its cgroup, rlimits, killed at the "
+        f"deadline); store limits: {wasm_entry.MAX_MEMORIES} memory, {wasm_entry.MAX_TABLES} "
+        f"tables of {wasm_entry.MAX_TABLE_ELEMENTS} elements, {wasm_entry.MAX_INSTANCES} "
+        "instance; multi-memory off",
+    )  # fmt: skip
+
+
+def _probe_protections() -> tuple[Capability, ...]:
+    try:
+        sandbox = detect_native_sandbox()
+    except SandboxUnavailable as exc:
+        return (
+            Capability("sandbox isolation", False, f"no native sandbox: {exc}"),
+            Capability("wasm isolation", False, f"no native sandbox: {exc}"),
+        )
+    return _probe_isolation(sandbox), _probe_wasm_isolation(sandbox)
+
+
 def probe_sandboxes() -> tuple[Capability, ...]:
     return (
         _probe_bubblewrap(),
         _probe_cgroup(CgroupV2Driver),
         _probe_cgroup(CgroupV1Driver),
         _probe_seccomp(),
+        _probe_job_identity(),
+        *_probe_protections(),
         _probe_wasmtime(),
         _probe_onnxruntime(),
         _probe_wasm_toolchain(),
@@ -224,12 +382,30 @@ def probe_machine(nvml: NvmlLibrary | None = None) -> MachineReport:
     notes = []
     by_name = {c.name: c for c in sandboxes}
     cgroups_ok = by_name["cgroups v1"].available or by_name["cgroups v2"].available
-    native_ok = by_name["bubblewrap"].available and cgroups_ok and by_name["seccomp"].available
+    native_ok = (
+        all(
+            by_name[name].available
+            for name in ("bubblewrap", "seccomp", "sandbox user", "sandbox isolation")
+        )
+        and cgroups_ok
+    )
     notes.append(
         "native sandbox (exec, onnx): "
-        + ("ready" if native_ok else "unavailable: see bubblewrap, cgroups and seccomp above")
+        + (
+            "ready"
+            if native_ok
+            else "unavailable: see bubblewrap, cgroups, seccomp, sandbox user and isolation above"
+        )
     )
-    notes.append("wasm sandbox: " + ("ready" if by_name["wasmtime"].available else "unavailable"))
+    wasm_ok = native_ok and by_name["wasmtime"].available and by_name["wasm isolation"].available
+    notes.append(
+        "wasm sandbox: "
+        + (
+            "ready"
+            if wasm_ok
+            else "unavailable: see the native sandbox, wasmtime and wasm isolation"
+        )
+    )
     return MachineReport(
         architecture=platform.machine(),
         cpu=probe_cpu(),

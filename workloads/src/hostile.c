@@ -10,7 +10,9 @@
 #ifndef __wasi__
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <dirent.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #endif
 
@@ -78,6 +80,87 @@ int main(int argc, char **argv) {
             if (pid == 0)
                 for (;;) pause();
         }
+    }
+    if (!strcmp(mode, "sysctl") && argc == 4) {
+        /* A write that reaches the kernel: fopen alone succeeds even where the write is refused. */
+        int fd = open(argv[2], O_WRONLY);
+        if (fd < 0 || write(fd, argv[3], strlen(argv[3])) < 0) {
+            printf("blocked sysctl %s: %s\n", argv[2], strerror(errno));
+            return 0;
+        }
+        printf("ESCAPED sysctl %s\n", argv[2]);
+        return 0;
+    }
+    if (!strcmp(mode, "chmod") && argc == 4) {
+        if (chmod(argv[2], (mode_t)strtol(argv[3], NULL, 8)) < 0) {
+            printf("blocked chmod %s: %s\n", argv[2], strerror(errno));
+            return 0;
+        }
+        printf("ESCAPED chmod %s\n", argv[2]);
+        return 0;
+    }
+    if (!strcmp(mode, "open")) {
+        for (int i = 2; i < argc; i++) {
+            int fd = open(argv[i], O_RDONLY);
+            if (fd < 0) {
+                printf("blocked open %s: %s\n", argv[i], strerror(errno));
+                continue;
+            }
+            char buffer[4096];
+            ssize_t n = read(fd, buffer, sizeof buffer);
+            printf("opened %s: %zd bytes\n", argv[i], n);
+            close(fd);
+        }
+        return 0;
+    }
+    if (!strcmp(mode, "cat") && argc == 3) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0) {
+            printf("blocked cat %s: %s\n", argv[2], strerror(errno));
+            return 0;
+        }
+        char buffer[4096];
+        ssize_t n;
+        while ((n = read(fd, buffer, sizeof buffer)) > 0) fwrite(buffer, 1, (size_t)n, stdout);
+        return 0;
+    }
+    if (!strcmp(mode, "fds")) {
+        DIR *dir = opendir("/proc/self/fd");
+        struct dirent *entry;
+        while (dir && (entry = readdir(dir))) {
+            char path[300], target[256];
+            if (entry->d_name[0] == '.') continue;
+            snprintf(path, sizeof path, "/proc/self/fd/%s", entry->d_name);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n < 0 ? 0 : n] = 0;
+            printf("fd %s -> %s\n", entry->d_name, target);
+        }
+        return 0;
+    }
+    if ((!strcmp(mode, "fill") && argc == 4) || (!strcmp(mode, "leak") && argc == 3)) {
+        /* leak: what a workload might do with its secret (stderr), then fill memory via tmpfs. */
+        if (!strcmp(mode, "leak")) {
+            char buffer[4096];
+            ssize_t n;
+            while ((n = read(0, buffer, sizeof buffer)) > 0) write(2, buffer, (size_t)n);
+        }
+        long limit_kib = argc == 4 ? strtol(argv[3], NULL, 10) * 1024 : -1;
+        static char chunk[64 * 1024];
+        memset(chunk, 'f', sizeof chunk);
+        FILE *f = fopen(argv[2], "w");
+        if (!f) {
+            printf("blocked fill %s: %s\n", argv[2], strerror(errno));
+            return 0;
+        }
+        setvbuf(f, NULL, _IONBF, 0);
+        long kib = 0;
+        while (limit_kib < 0 || kib < limit_kib) {
+            if (fwrite(chunk, 1, sizeof chunk, f) != sizeof chunk) break;
+            kib += sizeof chunk / 1024;
+        }
+        printf("filled %s with %ld KiB%s%s\n", argv[2], kib, ferror(f) ? ": " : "",
+               ferror(f) ? strerror(errno) : "");
+        return 0;
     }
     if (!strcmp(mode, "socket")) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -19,10 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 
 from node.enclave.backend import SandboxBackend, SandboxInstance, sim_backend
-from node.enclave.cgroups import detect_cgroup_driver
 from node.enclave.errors import SandboxUnavailable
 from node.enclave.jobs import JobId, JobLimits, JobOutcome, JobSpec
-from node.enclave.native_sandbox import NativeSandbox, find_bubblewrap
+from node.enclave.native_sandbox import NativeSandbox, detect_native_sandbox
 from node.enclave.sealing import Direction, open_stream, public_key_bytes, seal_bytes
 from proofs.receipts import job_market_domain
 
@@ -34,7 +33,7 @@ JOB_MARKET = "0x" + "11" * 20
 @pytest.fixture(scope="session")
 def native_sandbox() -> NativeSandbox:
     try:
-        return NativeSandbox(find_bubblewrap(), detect_cgroup_driver())
+        return detect_native_sandbox()
     except SandboxUnavailable as exc:
         pytest.fail(f"native sandbox unavailable on this machine: {exc}", pytrace=False)
 

@@ -4,6 +4,7 @@ proven by a module that breaks it, each ending as a failed job while this proces
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 import wasmtime
@@ -105,3 +106,31 @@ def test_a_module_asking_for_a_socket_is_refused(backend, client):
     assert ran.outcome.failure is not None
     assert ran.outcome.failure.reason is FailureReason.WORKLOAD_INVALID
     assert "socket" in ran.outcome.failure.detail
+
+
+def test_concurrent_jobs_on_one_instance_take_turns(backend, wasm_module, client):
+    instance = backend.create_instance(WasmWorkload(wasm_module("upper")))
+    inputs = [f"job-{n}-".encode() * 100 for n in range(3)]
+    results: dict[int, object] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: results.update({n: client.run(instance, inputs[n])}))
+        for n in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, data in enumerate(inputs):
+        ran = results[n]
+        assert ran.outcome.succeeded, ran.outcome.failure
+        assert ran.plaintext_output == data.upper()
+
+
+def test_a_job_is_not_charged_the_cpu_its_runtime_took_to_start(backend, wasm_module, client):
+    """Starting Python and wasmtime takes a tenth of a CPU second or more, in the same cgroup;
+    an empty job's own share is a few milliseconds."""
+    instance = backend.create_instance(WasmWorkload(wasm_module("upper")))
+    ran = client.run(instance, b"")
+    assert ran.outcome.succeeded, ran.outcome.failure
+    cpu = ran.outcome.usage.cpu_seconds
+    assert cpu is not None and cpu < 0.05, cpu

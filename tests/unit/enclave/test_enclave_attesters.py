@@ -17,7 +17,7 @@ from node.enclave.attesters import (
     NvidiaGpuAttester,
     SimAttester,
 )
-from node.enclave.backend import BindingRequest, SandboxBackend
+from node.enclave.backend import BindingRequest, SandboxInstance
 from node.enclave.errors import AttestationFailed, AttestationUnavailable
 from node.enclave.keys import InstanceKeys
 from node.enclave.workloads import WasmWorkload, WorkloadMeasurement
@@ -28,6 +28,16 @@ from proofs.sim import verify_sim_evidence
 REPORT_DATA = ReportData(bytes(range(64)))
 MEASUREMENT = WorkloadMeasurement(bytes(32))
 MODULE = b"\x00asm\x01\x00\x00\x00"
+
+
+class _NoJobs:
+    """A runner for an instance that only attests: evidence never touches the sandbox."""
+
+    def run(self, *_: object) -> object:
+        raise AssertionError("no job runs in an evidence test")
+
+    def close(self) -> None:
+        pass
 
 
 class FakeKernelEntries:
@@ -53,8 +63,10 @@ class FakeKernelEntries:
 
 def test_sim_evidence_is_insecure_signed_and_bound(tmp_path):
     host = Account.create()
-    backend = SandboxBackend(SimAttester(bytes(host.key)))
-    instance = backend.create_instance(WasmWorkload(MODULE))
+    workload = WasmWorkload(MODULE)
+    instance = SandboxInstance(
+        TeeKind.SIM, workload.measure(), _NoJobs(), SimAttester(bytes(host.key)), None
+    )
     request = BindingRequest(31337, "0x" + "22" * 20, "0x" + "33" * 20, bytes(32), 2_000_000_000)
 
     evidence = instance.evidence(request)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import node.cli.node_probe  # noqa: F401  registers `probe` on node_app
 from node.cli.main import app
 from node.enclave.attesters import GpuInfo
+from node.enclave.native_sandbox import job_identity
 from node.enclave.probe import probe_gpus
 
 
@@ -25,6 +26,17 @@ def test_probe_json_matches_this_machine():
     assert attesters["sim"]["available"] is True
     assert attesters["tdx"]["available"] == Path("/sys/kernel/config/tsm/report").is_dir()
     assert attesters["sgx"]["available"] == Path("/dev/attestation/attestation_type").is_file()
+    # This machine runs the suite as root with the sandbox user set up (make deps): every
+    # protection of issue 10 must show as active, seen from a real job.
+    identity = job_identity()
+    assert sandboxes["sandbox user"]["available"] is True
+    isolation = sandboxes["sandbox isolation"]
+    assert isolation["available"] is True, isolation["detail"]
+    assert f"job processes at host uid {identity.uid};" in isolation["detail"]
+    for words in ("/proc/sys read-only", "host /proc entries masked", "/dev read-only"):
+        assert words in isolation["detail"]
+    assert sandboxes["wasm isolation"]["available"] is True
+    assert "multi-memory off" in sandboxes["wasm isolation"]["detail"]
     for capability in [*report["sandboxes"], *report["attesters"]]:
         assert capability["detail"], f"{capability['name']} gives no reason"
     assert report["cpu"]["logical_cores"] >= 1 and report["memory_bytes"] > 0
