@@ -35,10 +35,11 @@ from node.chain.devnet import devnet_peer_id, print_deployment
 from node.chain.market import JobState, Market
 from node.chain.typed_data import JobRequest, KeyAttestation, Offer, job_id_for
 from node.enclave.backend import BindingRequest, EnclaveInstance, sim_backend
+from node.enclave.envelope import seal_job_input_bytes
 from node.enclave.errors import SandboxUnavailable
 from node.enclave.jobs import JobId, JobLimits, JobSpec
 from node.enclave.native_sandbox import detect_native_sandbox
-from node.enclave.sealing import Direction, open_stream, public_key_bytes, seal_bytes
+from node.enclave.sealing import Direction, open_stream, public_key_bytes
 from node.enclave.workloads import WasmWorkload
 from proofs.claims import TcbStatus, TeeKind
 from proofs.collateral_source import NoCollateral
@@ -136,7 +137,9 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     # enclave (job id as HPKE info) before the request that carries its hash exists.
     job_id = job_id_for(parties.client.address, request_nonce)
     plaintext = b"confidential input: the launch codes are 0000\n"
-    sealed_input = seal_bytes(instance.hpke_public_key, job_id, Direction.INPUT, plaintext)
+    sealed_input = seal_job_input_bytes(
+        instance.hpke_public_key, job_id, public_key_bytes(client_key), plaintext
+    )
     request = JobRequest(
         spec_hash=keccak(b"wasm:" + measurement),
         input_hash=hashlib.sha256(sealed_input).digest(),
@@ -167,7 +170,6 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     spec = JobSpec(
         job_id=JobId(job_id),
         provider=parties.provider.address,
-        client_public_key=public_key_bytes(client_key),
         receipt_domain=market.market_domain,
         limits=JobLimits(wall_seconds=10, memory_bytes=64 << 20, output_bytes=1 << 20),
     )

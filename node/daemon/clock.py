@@ -64,7 +64,11 @@ class Clock:
         if role is Role.CLIENT:
             for job in state.jobs.values():
                 claim = effect_id("claimTimeout", job.job_id)
-                if job.status in _CLAIMABLE and 0 < job.deadline < now and claim not in state.pending:
+                if (
+                    job.status in _CLAIMABLE
+                    and 0 < job.deadline < now
+                    and claim not in state.pending
+                ):
                     out.append(sc.DeadlinePassed(job.job_id, now))
         if role is Role.PROVIDER:
             boot = state.facts.boot_id

@@ -172,14 +172,18 @@ class EnclaveHost:
             chain_time(),
         )
 
-    async def sign_batch(self, effect: SignBatch, *, provider: str, domain: Eip712Domain) -> sc.StateChange:
+    async def sign_batch(
+        self, effect: SignBatch, *, provider: str, domain: Eip712Domain
+    ) -> sc.StateChange:
         running = self._running.get(effect.enclave_key)
         if running is None:
             raise EnclaveError(f"no running enclave holds key {effect.enclave_key}")
         job_ids = json.loads(effect.job_ids)
         output_hashes = json.loads(effect.output_hashes)
         signature = running.instance.sign_batch(domain, provider, job_ids, output_hashes)
-        return sc.BatchSigned(effect.batch_id, effect.job_ids, effect.output_hashes, "0x" + signature.hex())
+        return sc.BatchSigned(
+            effect.batch_id, effect.job_ids, effect.output_hashes, "0x" + signature.hex()
+        )
 
 
 def _run_job(instance: EnclaveInstance, spec: JobSpec, sealed_input: Path, output: Path):  # type: ignore[no-untyped-def]

@@ -14,7 +14,6 @@ another: a TDX backend on a machine without TDX raises, it does not become `sim`
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from node.enclave.attesters import (
     NvidiaGpuAttester,
     SimAttester,
 )
+from node.enclave.envelope import open_envelope
 from node.enclave.errors import (
     AttestationUnavailable,
     InstanceDestroyed,
@@ -207,17 +207,12 @@ class SandboxInstance:
     ) -> JobOutcome:
         self._check_alive()
         source = _HashingSource(sealed_input)
-        records = self._keys.open_input(spec.job_id, source)
         try:
-            first = next(records)
+            client_key, records = open_envelope(self._keys.open_input(spec.job_id, source))
         except SealingError as exc:
             return _failed(spec, source.finish(), Failure(FailureReason.INPUT_REJECTED, str(exc)))
-        except StopIteration:
-            first = b""
-        output = SealedOutput(
-            spec.client_public_key, spec.job_id, spec.limits.output_bytes, sealed_output
-        )
-        report = self._runner.run(spec.args, spec.limits, itertools.chain([first], records), output)
+        output = SealedOutput(client_key, spec.job_id, spec.limits.output_bytes, sealed_output)
+        report = self._runner.run(spec.args, spec.limits, records, output)
         input_hash = source.finish()
         if report.failure is not None:
             return _failed(spec, input_hash, report.failure, report.usage, report.exit_code)
