@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge lint typecheck pytest demo bench-gas clean
+.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean
 
 all: test
 
@@ -42,6 +42,27 @@ contracts: deps
 test-forge: deps
 	$(FORGE) test
 
+# Slither over contracts/src, compiled by forge through tools/solc (no compiler download) into
+# its own out/cache, so the forge test build is left alone. Settings: slither.config.json.
+# A finding is fixed, or accepted where it stands with `slither-disable-next-line` and its
+# reason, or belongs to a detector excluded here, each for this reason:
+#   timestamp            deadlines, expiries and unbonding are times by design; a block's time
+#                        can drift by seconds, every window here is minutes to days long.
+#   assembly             JobMarket hashes its EIP-712 structs and writes new jobs in assembly
+#                        for gas; each block says why and is covered by the digest tests.
+#   naming-convention    immutables are named like constants (SLASH_BPS, MARKET): that is how
+#                        the ABI, the tests and the Python side know them.
+#   pragma               our sources pin 0.8.30; the other pragmas are OpenZeppelin's,
+#                        compiled by the same pinned compiler.
+#   uninitialized-local  Solidity zeroes locals; accumulators and "none yet" values rely on it.
+# Slither 0.11.6 logs that it cannot build its IR for OpenZeppelin's ReentrancyGuardTransient
+# (transient storage): those are log lines about the dependency, not findings.
+SLITHER_EXCLUDE := timestamp,assembly,naming-convention,pragma,uninitialized-local
+
+slither: deps
+	FOUNDRY_OUT=contracts/.slither/out FOUNDRY_CACHE_PATH=contracts/.slither/cache \
+		$(BIN)/slither . --config-file slither.config.json --exclude $(SLITHER_EXCLUDE)
+
 lint: deps
 	$(BIN)/ruff check node proofs scheduler tests bench tools
 	$(BIN)/ruff format --check node proofs scheduler tests bench tools
@@ -52,7 +73,16 @@ typecheck: deps
 pytest: deps
 	$(BIN)/pytest -q
 
-test: deps test-forge lint typecheck pytest
+test: deps test-forge slither lint typecheck pytest
+
+# The long random search over the evidence and collateral parsers and verifiers (the tests
+# marked fuzz; profiles in tests/conftest.py): FUZZ_EXAMPLES examples per property (default
+# 20000), a fresh random seed per run unless SEED is given. `make test` runs the same
+# properties derandomized, with their found failures kept as @example regressions.
+FUZZ_EXAMPLES ?= 20000
+fuzz: deps
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -q --timeout=0 \
+		$(if $(SEED),--hypothesis-seed=$(SEED))
 
 demo: deps
 	$(BIN)/python -m node.demo
@@ -60,5 +90,11 @@ demo: deps
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py
 
+# Mutation testing of the deciding code (not part of `make test`: minutes per file).
+# `make mutate` runs every target in tools/mutate-targets.toml; `make mutate FILE=proofs/policy.py`
+# one of them. MUTATE_JOBS=N limits the mutants run at once (default: one per CPU).
+mutate: $(BIN)/.installed
+	$(BIN)/python tools/mutate.py $(FILE)
+
 clean:
-	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf contracts/out contracts/cache contracts/.slither .pytest_cache .mypy_cache .ruff_cache build/mutate

@@ -4,9 +4,12 @@ anvil runs the chain; the three contracts are deployed; a provider stakes; a `si
 (a real wasmtime sandbox, no hardware: INSECURE) makes its keys and evidence; a verifier
 checks that evidence with proofs/ and registers the key with its committee signature; a
 client checks the same evidence itself, seals its input to the enclave's HPKE key, pays into
-escrow with `matchJob` against the provider's signed quote; the enclave runs the job and
-signs the receipt; `submitResult` pays the provider only against that signature; the client
-opens the sealed output and checks it against the receipt; the provider withdraws.
+escrow with `matchJob` against the provider's signed quote (which reserves part of the
+provider's stake for the job); the provider acknowledges the sealed input with a signed input
+receipt, the client's proof for a slash should the provider then miss the deadline; the
+enclave runs the job and signs the result over the spec it ran and the input it read;
+`submitResult` pays the provider only against that signature and frees the reserved stake;
+the client opens the sealed output and checks it against the receipt; the provider withdraws.
 
 The peers talk through function calls here: the p2p protocols and the daemon carry the
 same messages between processes.
@@ -24,7 +27,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
 from rich.console import Console
 from rich.table import Table
 
@@ -45,7 +47,13 @@ from proofs.claims import TcbStatus, TeeKind
 from proofs.collateral_source import NoCollateral
 from proofs.evidence import verify_evidence
 from proofs.policy import Policy, Verdict, evaluate
-from proofs.receipts import result_digest, verify_signed_by
+from proofs.receipts import (
+    InputReceipt,
+    input_receipt_digest,
+    result_digest,
+    verify_signed_by,
+    workload_spec_hash,
+)
 
 WORKLOAD = Path(__file__).resolve().parents[1] / "workloads" / "wasm" / "upper.wasm"
 SIM = int(TeeKind.SIM)
@@ -141,7 +149,9 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
         instance.hpke_public_key, job_id, public_key_bytes(client_key), plaintext
     )
     request = JobRequest(
-        spec_hash=keccak(b"wasm:" + measurement),
+        # What to run: the workload's measurement and its arguments (none here); the enclave
+        # signs the hash of what it ran, so only this workload can settle the job.
+        spec_hash=workload_spec_hash(measurement, ()),
         input_hash=hashlib.sha256(sealed_input).digest(),
         tee_kinds=1 << SIM,
         measurement=measurement,
@@ -153,9 +163,11 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     assert request.job_id(parties.client.address) == job_id
     quote = Offer(
         provider=parties.provider.address,
+        enclave_key=instance.enclave_address,
         tee_kind=SIM,
         measurement=measurement,
         price=PRICE,
+        min_duration=60,
         max_duration=1800,
         valid_until=market.latest_timestamp() + 300,
         request_hash=request.request_hash(parties.client.address),
@@ -164,7 +176,24 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     quote_signature = quote.sign(market.market_domain, parties.provider.key)
     receipt = market.match_job(parties.client, request, quote, quote_signature)
     console.print(f"  matchJob {job_id.hex()[:16]}..: {receipt['gasUsed']:,} gas, escrow {PRICE}")
+    reserved = market.locked_stake_of(parties.provider.address)
+    console.print(f"  provider stake reserved for the job: {reserved:,} wei")
     console.print(f"  sealed input {len(sealed_input)} bytes; plaintext never left the client")
+
+    console.rule("provider acknowledges the sealed input")
+    input_hash = hashlib.sha256(sealed_input).digest()
+    assert input_hash == request.input_hash, "the input that arrived is not the one paid for"
+    input_receipt = market.sign_input_receipt(
+        parties.provider, job_id, request.spec_hash, request.input_hash
+    )
+    verify_signed_by(
+        input_receipt_digest(
+            market.market_domain, InputReceipt(job_id, request.spec_hash, request.input_hash)
+        ),
+        input_receipt,
+        parties.provider.address,
+    )
+    console.print("  client holds the provider's input receipt: its proof for a slash on a timeout")
 
     console.rule("enclave runs the job " + INSECURE)
     spec = JobSpec(
@@ -181,6 +210,8 @@ def run_demo(rpc_url: str, parties: Parties) -> None:
     signature = outcome.receipt.signature
     receipt = market.submit_result(parties.provider, job_id, outcome.output_hash, signature)
     console.print(f"  submitResult: {receipt['gasUsed']:,} gas")
+    assert market.locked_stake_of(parties.provider.address) == 0
+    console.print("  reserved stake released with the payout")
 
     console.rule("client: check the receipt, open the output")
     job = market.job(job_id)

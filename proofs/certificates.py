@@ -14,7 +14,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from proofs.errors import CertificateInvalid, CollateralError, MalformedEvidence, SignatureInvalid
+from proofs.errors import (
+    CertificateInvalid,
+    CollateralError,
+    MalformedEvidence,
+    ProofError,
+    SignatureInvalid,
+)
 
 
 def require_utc(at: datetime) -> datetime:
@@ -24,24 +30,45 @@ def require_utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def load_pem_chain(pem: bytes, what: str) -> list[x509.Certificate]:
+# What `cryptography` raises on damaged DER or PEM, at load or when a lazily decoded field is
+# first read: ValueError for bad encodings, TypeError for a name attribute of the wrong ASN.1
+# type ("oid must be X500_UNIQUE_IDENTIFIER"), and exceptions of its own that derive from
+# Exception alone (an unknown version, a repeated extension, an odd general name type).
+X509_DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+def load_pem_chain(
+    pem: bytes, what: str, error: type[ProofError] = MalformedEvidence
+) -> list[x509.Certificate]:
+    """Certificates of a PEM chain, leaf first; `error` says whose fault damage is (evidence
+    by default, `CollateralError` for collateral)."""
     # Quotes carry a NUL after the PEM chain; it is not part of any certificate.
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\x00 \r\n\t") + b"\n")
         for cert in certs:
             _parse_lazy_fields(cert)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise MalformedEvidence(f"{what}: not a PEM certificate chain ({exc})") from exc
+    except X509_DECODE_ERRORS as exc:
+        raise error(f"{what}: not a PEM certificate chain ({exc})") from exc
     if not certs:
-        raise MalformedEvidence(f"{what}: no certificate")
+        raise error(f"{what}: no certificate")
     return certs
 
 
 def _parse_lazy_fields(cert: x509.Certificate) -> None:
-    # cryptography decodes names, extensions and keys on first access and raises ValueError
-    # then; touch them here so damage surfaces as our error at load, not later as a traceback.
-    _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    # cryptography decodes names, extensions and keys on first access and raises then; touch
+    # everything the checks read, so damage surfaces as our error at load, not later as a
+    # traceback from deep inside a check.
+    _ = (cert.version, cert.serial_number, cert.subject, cert.issuer)
+    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
     _ = (cert.extensions, cert.public_key(), cert.signature_hash_algorithm)
+    _ = cert.signature_algorithm_parameters
 
 
 def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
@@ -49,7 +76,7 @@ def load_der_certificate(der: bytes, what: str) -> x509.Certificate:
         cert = x509.load_der_x509_certificate(der)
         _parse_lazy_fields(cert)
         return cert
-    except (ValueError, UnsupportedAlgorithm) as exc:
+    except X509_DECODE_ERRORS as exc:
         raise CollateralError(f"{what}: not a DER certificate ({exc})") from exc
 
 
@@ -83,7 +110,7 @@ def check_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str)
             cert.verify_directly_issued_by(issuer)
     except InvalidSignature as exc:
         raise CertificateInvalid(f"{what}: signature by its issuer does not verify") from exc
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except X509_DECODE_ERRORS as exc:
         raise CertificateInvalid(f"{what}: cannot check its signature ({exc})") from exc
 
 
@@ -148,7 +175,11 @@ def check_crl(
     key = issuer.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise CollateralError(f"{what}: unsupported issuer key")
-    if not crl.is_signature_valid(key):
+    try:
+        signature_valid = crl.is_signature_valid(key)
+    except X509_DECODE_ERRORS as exc:
+        raise CollateralError(f"{what}: cannot check its signature ({exc})") from exc
+    if not signature_valid:
         raise SignatureInvalid(f"{what}: signature does not verify")
     if at < crl.last_update_utc:
         raise CollateralError(f"{what} not yet valid at {at.isoformat()}")
@@ -164,19 +195,18 @@ def check_not_revoked(
         raise CertificateInvalid(f"{what} is revoked (serial {cert.serial_number:x})")
 
 
-def load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
+def load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
+    """A CRL in DER (as PCS serves it with encoding=der) or PEM, every field it is checked by
+    decoded here."""
+    is_pem = data.lstrip().startswith(b"-----BEGIN")
     try:
-        crl = x509.load_der_x509_crl(der)
-    except ValueError:
-        try:
-            crl = x509.load_pem_x509_crl(der)
-        except ValueError as exc:
-            raise CollateralError(f"{what}: not a CRL ({exc})") from exc
+        crl = x509.load_pem_x509_crl(data) if is_pem else x509.load_der_x509_crl(data)
+    except X509_DECODE_ERRORS as exc:
+        raise CollateralError(f"{what}: not a CRL ({exc})") from exc
     try:
-        # Lazily decoded fields raise ValueError on first access; surface that here.
         _ = (crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.extensions)
         _ = [(r.serial_number, r.revocation_date_utc, r.extensions) for r in crl]
-        _ = crl.signature_hash_algorithm
-    except (ValueError, UnsupportedAlgorithm) as exc:
+        _ = (crl.signature_hash_algorithm, crl.signature_algorithm_oid)
+    except X509_DECODE_ERRORS as exc:
         raise CollateralError(f"{what}: malformed CRL ({exc})") from exc
     return crl

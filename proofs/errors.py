@@ -34,3 +34,7 @@ class CollateralError(ProofError):
 
 class BindingMismatch(ProofError):
     """Evidence is genuine but bound to other data (report data, TCB, chip id)."""
+
+
+class PolicyInvalid(ProofError):
+    """A policy document is malformed: an unknown key, or a value of the wrong type or range."""

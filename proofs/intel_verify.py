@@ -188,7 +188,7 @@ def platform_tcb_of_pck(leaf: x509.Certificate) -> PlatformTcb:
             fmspc=bytes(extension.fmspc),
             pce_id=bytes(extension.pce_id),
         )
-    except ValueError as exc:
+    except (ValueError, RuntimeError, TypeError) as exc:
         raise CertificateInvalid(f"PCK certificate SGX extension: {exc}") from exc
 
 
@@ -274,7 +274,9 @@ def _check_collateral_documents(
     if check_signatures:
         if pck_ca is None or pck_leaf is None:
             raise ValueError("PCK chain needed to check collateral signatures")
-        signing_chain = load_pem_chain(collateral.tcb_signing_chain_pem, "TCB signing chain")
+        signing_chain = load_pem_chain(
+            collateral.tcb_signing_chain_pem, "TCB signing chain", CollateralError
+        )
         signing = signing_chain[0]
         if len(signing_chain) > 1:
             _check_pinned_root(signing_chain[-1], trusted, "TCB signing chain")

@@ -20,17 +20,24 @@ from datetime import datetime
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from proofs.certificates import X509_DECODE_ERRORS
 from proofs.collateral_source import HttpResponse
 from proofs.errors import CertificateInvalid, CollateralError, SignatureInvalid
 
 NVIDIA_OCSP_URL = "https://ocsp.ndis.nvidia.com/"
 NVIDIA_RIM_SERVICE_URL = "https://rim.attestation.nvidia.com/v1/rim/"
+# A delegated OCSP signer that is damaged, not issued by the CA, or has no extended key usage.
+_DELEGATE_ERRORS: tuple[type[Exception], ...] = (
+    InvalidSignature,
+    x509.ExtensionNotFound,
+    *X509_DECODE_ERRORS,
+)
 
 
 class OcspResponder(Protocol):
@@ -86,7 +93,7 @@ def _responder_certificate(
         try:
             candidate.verify_directly_issued_by(issuer)
             usage = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        except (InvalidSignature, ValueError, TypeError, x509.ExtensionNotFound) as exc:
+        except _DELEGATE_ERRORS as exc:
             raise CertificateInvalid(f"{what}: OCSP signer is not certified by the CA") from exc
         if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
             raise CertificateInvalid(f"{what}: OCSP signer lacks the OCSP signing usage")
@@ -106,7 +113,7 @@ def check_ocsp_response(
     """A GOOD status for `cert`, signed for `issuer`, current at `at`; otherwise a reason."""
     try:
         response = ocsp.load_der_ocsp_response(response_der)
-    except ValueError as exc:
+    except X509_DECODE_ERRORS as exc:
         raise CollateralError(f"{what}: not an OCSP response ({exc})") from exc
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise CollateralError(f"{what}: OCSP responder answered {response.response_status.name}")
@@ -130,7 +137,7 @@ def check_ocsp_response(
         revoked_at = response.revocation_time_utc
     except InvalidSignature as exc:
         raise SignatureInvalid(f"{what}: OCSP response signature does not verify") from exc
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except X509_DECODE_ERRORS as exc:
         raise CollateralError(f"{what}: unusable OCSP response ({exc})") from exc
     if not same_id:
         raise CollateralError(f"{what}: OCSP response is about another certificate")

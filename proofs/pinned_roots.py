@@ -1,8 +1,10 @@
 """Trust anchors pinned in the package: never taken from the evidence or the collateral.
 
-Each constant is a byte-for-byte copy of a public file; its origin (repository, path, commit) is
-named above it, as recorded in the testdata roots/SOURCES.json. Kept as Python constants rather
-than package data so the package needs no resource loading (and no I/O) to find them.
+Each constant is a copy of a public file (byte for byte, or with its line ends made LF); its
+origin (repository, path, commit) is named above it, as recorded in
+tests/data/attestation/roots/SOURCES.json, whose files a test holds to the same certificates.
+Kept as Python constants rather than package data so the package needs no resource loading
+(and no I/O) to find them.
 """
 
 from __future__ import annotations
@@ -351,7 +353,7 @@ aZCIZKr4X6TyfUuSDz/1JDAGl+lxdM0P9+lLaP9NahQjHCVf0zf1c1salVuGFk2w
 -----END CERTIFICATE-----
 """
 
-# google/go-sev-guest verify/trust/ask_ark_turin_vcek.pem @ af1c107a648f47253da23a9de7a7c82ec073cfdb (copied byte-for-byte)
+# google/go-sev-guest verify/trust/ask_ark_turin_vcek.pem @ af1c107a648f47253da23a9de7a7c82ec073cfdb (CRLF line ends as LF)
 AMD_TURIN_ASK_ARK_PEM = b"""\
 -----BEGIN CERTIFICATE-----
 MIIGiTCCBDigAwIBAgIDAwABMEYGCSqGSIb3DQEBCjA5oA8wDQYJYIZIAWUDBAIC
@@ -429,7 +431,7 @@ zpacMwFusA==
 -----END CERTIFICATE-----
 """
 
-# google/go-sev-guest verify/trust/ask_ark_turin_vlek.pem @ af1c107a648f47253da23a9de7a7c82ec073cfdb (copied byte-for-byte)
+# google/go-sev-guest verify/trust/ask_ark_turin_vlek.pem @ af1c107a648f47253da23a9de7a7c82ec073cfdb (CRLF line ends as LF)
 AMD_TURIN_ASVK_ARK_PEM = b"""\
 -----BEGIN CERTIFICATE-----
 MIIGjzCCBD6gAwIBAgIDAwEBMEYGCSqGSIb3DQEBCjA5oA8wDQYJYIZIAWUDBAIC

@@ -12,6 +12,7 @@ from typing import Any
 
 from proofs.binding import KeyBinding, gpu_nonce_for
 from proofs.claims import Claims, ReportData, TcbStatus, TeeKind, tee_kind_from_label
+from proofs.errors import PolicyInvalid
 
 HARDWARE_KINDS = frozenset({TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC})
 
@@ -33,48 +34,89 @@ class Policy:
     """nvidia-cc: the GPU's measurements must have been compared with NVIDIA's RIMs."""
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> Policy:
-        """From a policy file's JSON: unknown keys are refused rather than silently ignored."""
-        known = {
-            "accepted_kinds",
-            "min_tcb_status",
-            "allow_debug",
-            "measurement_allowlist",
-            "max_evidence_age_s",
-            "allow_sim",
-            "require_revocation_check",
-            "rejected_advisories",
-            "require_reference_manifests",
-        }
-        unknown = set(raw) - known
+    def from_mapping(cls, raw: object) -> Policy:
+        """From a policy file's JSON. Strict: an unknown key or a value of another JSON type
+        is refused (PolicyInvalid), never coerced; `"allow_debug": "false"` must not allow."""
+        if not isinstance(raw, Mapping):
+            raise PolicyInvalid(f"a policy is a JSON object, not {type(raw).__name__}")
+        unknown = sorted(str(key) for key in set(raw) - POLICY_KEYS)
         if unknown:
-            raise ValueError(f"unknown policy keys: {', '.join(sorted(unknown))}")
-        policy = cls()
-        kinds = raw.get("accepted_kinds")
-        allowlist = raw.get("measurement_allowlist")
+            raise PolicyInvalid(f"unknown policy keys: {', '.join(unknown)}")
+        default = cls()
+        kinds = _optional_strings(raw, "accepted_kinds")
+        allowlist = _optional_strings(raw, "measurement_allowlist")
         age = raw.get("max_evidence_age_s")
-        min_status = raw.get("min_tcb_status")
-        return cls(
-            accepted_kinds=(
+        if age is not None and (not isinstance(age, int) or isinstance(age, bool) or age < 0):
+            raise PolicyInvalid("max_evidence_age_s must be a whole number of seconds >= 0")
+        try:
+            accepted_kinds = (
                 frozenset(tee_kind_from_label(k) for k in kinds)
                 if kinds is not None
-                else policy.accepted_kinds
-            ),
-            min_tcb_status=(
-                TcbStatus[str(min_status).upper()] if min_status else policy.min_tcb_status
-            ),
-            allow_debug=bool(raw.get("allow_debug", False)),
-            measurement_allowlist=(
+                else default.accepted_kinds
+            )
+            measurements = (
                 frozenset(bytes.fromhex(m.removeprefix("0x")) for m in allowlist)
                 if allowlist is not None
                 else None
+            )
+            max_age = timedelta(seconds=age) if age is not None else None
+        except (ValueError, OverflowError) as exc:
+            raise PolicyInvalid(f"policy: {exc}") from exc
+        return cls(
+            accepted_kinds=accepted_kinds,
+            min_tcb_status=_min_tcb_status(raw.get("min_tcb_status"), default.min_tcb_status),
+            allow_debug=_flag(raw, "allow_debug", default.allow_debug),
+            measurement_allowlist=measurements,
+            max_evidence_age=max_age,
+            allow_sim=_flag(raw, "allow_sim", default.allow_sim),
+            require_revocation_check=_flag(
+                raw, "require_revocation_check", default.require_revocation_check
             ),
-            max_evidence_age=timedelta(seconds=int(age)) if age is not None else None,
-            allow_sim=bool(raw.get("allow_sim", False)),
-            require_revocation_check=bool(raw.get("require_revocation_check", True)),
-            rejected_advisories=frozenset(raw.get("rejected_advisories", ())),
-            require_reference_manifests=bool(raw.get("require_reference_manifests", True)),
+            rejected_advisories=frozenset(_optional_strings(raw, "rejected_advisories") or ()),
+            require_reference_manifests=_flag(
+                raw, "require_reference_manifests", default.require_reference_manifests
+            ),
         )
+
+
+POLICY_KEYS = frozenset(
+    {
+        "accepted_kinds",
+        "min_tcb_status",
+        "allow_debug",
+        "measurement_allowlist",
+        "max_evidence_age_s",
+        "allow_sim",
+        "require_revocation_check",
+        "rejected_advisories",
+        "require_reference_manifests",
+    }
+)
+
+
+def _flag(raw: Mapping[Any, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise PolicyInvalid(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _optional_strings(raw: Mapping[Any, Any], key: str) -> list[str] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise PolicyInvalid(f"{key} must be a list of strings")
+    return value
+
+
+def _min_tcb_status(value: object, default: TcbStatus) -> TcbStatus:
+    if value is None:
+        return default
+    names = ", ".join(status.name.lower() for status in TcbStatus)
+    if not isinstance(value, str) or value.upper() not in TcbStatus.__members__:
+        raise PolicyInvalid(f"min_tcb_status {value!r} is not one of {names}")
+    return TcbStatus[value.upper()]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,16 @@
 """EIP-712 receipts, identical to JobMarket / AttestationVerifier on-chain hashing.
 
-Result:         Result(bytes32 jobId,address provider,bytes32 inputHash,bytes32 outputHash)
+Task:           Task(bytes32 specHash,bytes32 inputHash): what the client asked to run on what
+Result:         Result(bytes32 jobId,address provider,Task task,bytes32 outputHash), signed by
+                the enclave key: the output of exactly this spec on exactly this input
+InputReceipt:   InputReceipt(bytes32 jobId,Task task), signed by the provider's account key
+                when the sealed input has arrived: the proof `claimTimeout` needs to slash
 ResultBatch:    ResultBatch(address provider,bytes32 root,uint256 count)
 KeyAttestation: KeyAttestation(address provider,address enclaveKey,uint8 teeKind,
                 bytes32 measurement,uint8 tcbStatus,bytes32 evidenceHash,uint64 expiresAt)
+
+Result and InputReceipt nest Task (EIP-712 appends the referenced type to the primary one), so
+the market keeps one word per job, hashStruct(Task), and still checks both hashes.
 
 Batch root: leaves are hashStruct(Result) in batch order; each parent is
 keccak256(left || right) (ordered, not sorted); an odd node at the end of a level is carried up
@@ -29,7 +36,10 @@ ATTESTATION_VERIFIER_DOMAIN_NAME = "CapaCloud AttestationVerifier"
 DOMAIN_VERSION = "1"
 
 _DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-RESULT_TYPE = b"Result(bytes32 jobId,address provider,bytes32 inputHash,bytes32 outputHash)"
+TASK_TYPE = b"Task(bytes32 specHash,bytes32 inputHash)"
+RESULT_TYPE = b"Result(bytes32 jobId,address provider,Task task,bytes32 outputHash)" + TASK_TYPE
+INPUT_RECEIPT_TYPE = b"InputReceipt(bytes32 jobId,Task task)" + TASK_TYPE
+SPEC_TAG = b"CapaCloud.WorkloadSpec.v1"
 RESULT_BATCH_TYPE = b"ResultBatch(address provider,bytes32 root,uint256 count)"
 KEY_ATTESTATION_TYPE = (
     b"KeyAttestation(address provider,address enclaveKey,uint8 teeKind,bytes32 measurement,"
@@ -73,12 +83,41 @@ def _bytes32(value: bytes, what: str) -> bytes:
     return value
 
 
+def task_hash(spec_hash: bytes, input_hash: bytes) -> bytes:
+    """hashStruct(Task{specHash, inputHash}): what JobMarket keeps of a job's request."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "bytes32"],
+            [keccak(TASK_TYPE), _bytes32(spec_hash, "specHash"), _bytes32(input_hash, "inputHash")],
+        )
+    )
+
+
+def workload_spec_hash(measurement: bytes, args: tuple[str, ...]) -> bytes:
+    """A JobRequest's specHash for a workload run with `args`: the enclave computes it from
+    what it runs (its own measurement and the job's arguments), the client from what it asks
+    for, so a result of another image or other arguments does not settle the job.
+
+    keccak256(abi.encode(keccak256(SPEC_TAG), measurementWord, string[] args))."""
+    return keccak(
+        abi_encode(
+            ["bytes32", "bytes32", "string[]"],
+            [keccak(SPEC_TAG), measurement_word(measurement), list(args)],
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Result:
     job_id: bytes
     provider: str
+    spec_hash: bytes
     input_hash: bytes
     output_hash: bytes
+
+    @property
+    def task_hash(self) -> bytes:
+        return task_hash(self.spec_hash, self.input_hash)
 
     def hash_struct(self) -> bytes:
         return keccak(
@@ -88,8 +127,34 @@ class Result:
                     keccak(RESULT_TYPE),
                     _bytes32(self.job_id, "jobId"),
                     to_checksum_address(self.provider),
-                    _bytes32(self.input_hash, "inputHash"),
+                    self.task_hash,
                     _bytes32(self.output_hash, "outputHash"),
+                ],
+            )
+        )
+
+
+@dataclass(frozen=True)
+class InputReceipt:
+    """The provider's acknowledgement that the sealed input of a job has arrived.
+
+    Signed with the provider's account key (the one that signs its offers and holds its
+    stake), not the enclave key: the liability starts when the provider's daemon holds the
+    bytes, before an enclave opens them, and the receipt must stay checkable however enclave
+    keys rotate. JobMarket.claimTimeout slashes only against it."""
+
+    job_id: bytes
+    spec_hash: bytes
+    input_hash: bytes
+
+    def hash_struct(self) -> bytes:
+        return keccak(
+            abi_encode(
+                ["bytes32", "bytes32", "bytes32"],
+                [
+                    keccak(INPUT_RECEIPT_TYPE),
+                    _bytes32(self.job_id, "jobId"),
+                    task_hash(self.spec_hash, self.input_hash),
                 ],
             )
         )
@@ -156,6 +221,10 @@ def typed_data_digest(domain: Eip712Domain, hash_struct: bytes) -> bytes:
 
 def result_digest(domain: Eip712Domain, result: Result) -> bytes:
     return typed_data_digest(domain, result.hash_struct())
+
+
+def input_receipt_digest(domain: Eip712Domain, receipt: InputReceipt) -> bytes:
+    return typed_data_digest(domain, receipt.hash_struct())
 
 
 def sign_digest(private_key: bytes, digest: bytes) -> bytes:

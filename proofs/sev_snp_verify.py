@@ -21,7 +21,7 @@ from proofs.certificates import (
     same_certificate,
     verify_ecdsa_integers,
 )
-from proofs.errors import BindingMismatch, CertificateInvalid
+from proofs.errors import BindingMismatch, CertificateInvalid, CollateralError
 from proofs.pinned_roots import AMD_ROOT_CHAINS, AmdProduct
 from proofs.sev_snp import SnpReport, SnpSigner, SnpTcb, parse_snp_report
 
@@ -111,7 +111,7 @@ def verify_snp_report(
     intermediate, ark = load_pem_chain(pinned_pem, "pinned AMD chain")
     intermediate_name = "ASVK" if signer == SnpSigner.VLEK else "ASK"
     if collateral.ask_ark_pem is not None:
-        supplied = load_pem_chain(collateral.ask_ark_pem, "supplied AMD chain")
+        supplied = load_pem_chain(collateral.ask_ark_pem, "supplied AMD chain", CollateralError)
         if len(supplied) != 2 or not all(
             same_certificate(a, b) for a, b in zip(supplied, (intermediate, ark), strict=True)
         ):

@@ -30,6 +30,8 @@ SIM_FORMAT = "capacloud-sim-evidence"
 SIM_VERSION = 1
 SIM_SIGNING_TAG = keccak(text="CapaCloud.SimEvidence.v1")
 MAX_SIM_EVIDENCE_SIZE = 4096
+# The last second a datetime can hold (and far below the 8 bytes the signed digest gives it).
+LATEST_ISSUE_TIME = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,12 @@ def parse_sim_evidence(data: bytes) -> SimEvidence:
         raise MalformedEvidence("sim evidence must carry insecure: true")
     issued_at = document.get("issued_at")
     host_key = document.get("host_key")
-    if not isinstance(issued_at, int) or isinstance(issued_at, bool) or issued_at < 0:
-        raise MalformedEvidence("sim evidence: issued_at must be unix seconds")
+    if (
+        not isinstance(issued_at, int)
+        or isinstance(issued_at, bool)
+        or not 0 <= issued_at <= LATEST_ISSUE_TIME
+    ):
+        raise MalformedEvidence("sim evidence: issued_at must be unix seconds before year 10000")
     if not isinstance(host_key, str) or not is_address(host_key):
         raise MalformedEvidence("sim evidence: host_key must be an address")
     return SimEvidence(

@@ -42,7 +42,7 @@ from proofs.pinned_roots import INTEL_SGX_ROOT_CA_PEM
 from proofs.sim import create_sim_evidence
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-DEFAULT_TESTDATA = REPOSITORY / ".." / "shared" / "testdata" / "attestation"
+DEFAULT_TESTDATA = REPOSITORY / "tests" / "data" / "attestation"
 NVIDIA_DATA = REPOSITORY / "tests" / "unit" / "proofs" / "data" / "nvidia"
 GOAL_INTEL_RATIO = 1.2
 GOAL_SNP_MS = 2.0

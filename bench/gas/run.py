@@ -4,7 +4,10 @@ Run: `make bench-gas` (or `.venv/bin/python bench/gas/run.py`). Figures are rece
 gasUsed: what the sender pays, 21,000 base and calldata included, storage refunds deducted.
 "Steady" rows are what a provider or client pays once its ledger slots and nonce word
 exist (every transaction after its first); "first" rows are a brand-new account's cost.
-Prints a table, then one JSON line.
+matchJob takes a quote bound to the request; matchJob_standing spends a standing offer's
+nonce. claimTimeout is the proven timeout (with the provider's input receipt: refund, slash,
+the client's share credited); claimTimeout_noReceipt only refunds. Prints a table, then one
+JSON line.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
-from node.chain.devnet import SeededProvider, match_quoted, seed_provider
+from node.chain.devnet import SeededProvider, match_quoted, quote, seed_provider
 from node.chain.market import Market
 from node.chain.typed_data import (
     JobRequest,
@@ -46,9 +49,9 @@ IEXEC_MATCH_ORDERS = 487_000
 IEXEC_PUSH_RESULT = 243_000
 
 GOALS = {
-    "matchJob": 120_000,
-    "submitResult": 60_000,
-    "claimTimeout": 55_000,
+    "matchJob": 130_000,
+    "submitResult": 65_000,
+    "claimTimeout": 70_000,
     "registerKey_k1": 100_000,
     "batch_per_job_100": 15_000,
 }
@@ -61,7 +64,10 @@ class Bench:
     seeded: SeededProvider
     nonce: int = 0
 
-    def match(self, *, duration: int = 3600) -> tuple[bytes, JobRequest, int]:
+    def match(
+        self, *, duration: int = 3600, standing: bool = False
+    ) -> tuple[bytes, JobRequest, int]:
+        """A quote bound to the request (the usual path), or a standing offer it spends."""
         self.nonce += 1
         request = JobRequest(
             spec_hash=keccak(b"spec %d" % self.nonce),
@@ -73,13 +79,35 @@ class Bench:
             deadline=self.market.latest_timestamp() + duration,
             nonce=self.nonce,
         )
-        receipt = match_quoted(
-            self.market, self.client, self.seeded, request, price=PRICE, max_duration=duration
-        )
+        if standing:
+            offer, signature = quote(
+                self.market,
+                self.seeded,
+                price=PRICE,
+                request_hash=bytes(32),
+                nonce=self.nonce,
+                min_duration=duration // 2,
+                max_duration=duration,
+            )
+            receipt = self.market.match_job(self.client, request, offer, signature)
+        else:
+            receipt = match_quoted(
+                self.market,
+                self.client,
+                self.seeded,
+                request,
+                price=PRICE,
+                min_duration=duration // 2,
+                max_duration=duration,
+            )
         return request.job_id(self.client.address), request, int(receipt["gasUsed"])
 
+    def result(self, job_id: bytes, request: JobRequest, output: bytes) -> Result:
+        address = self.seeded.account.address
+        return Result(job_id, address, request.spec_hash, request.input_hash, output)
+
     def result_signature(self, job_id: bytes, request: JobRequest, output: bytes) -> bytes:
-        result = Result(job_id, self.seeded.account.address, request.input_hash, output)
+        result = self.result(job_id, request, output)
         return sign_message(self.market.market_domain, result, self.seeded.enclave.key)
 
     def submit(self, job_id: bytes, request: JobRequest) -> int:
@@ -92,8 +120,7 @@ class Bench:
         jobs = [self.match()[:2] for _ in range(n)]
         outputs = [keccak(b"output " + j) for j, _ in jobs]
         leaves = [
-            Result(j, self.seeded.account.address, r.input_hash, o).hash_struct()
-            for (j, r), o in zip(jobs, outputs, strict=True)
+            self.result(j, r, o).hash_struct() for (j, r), o in zip(jobs, outputs, strict=True)
         ]
         batch = ResultBatch(self.seeded.account.address, batch_root(leaves), n)
         sig = sign_message(self.market.market_domain, batch, self.seeded.enclave.key)
@@ -102,11 +129,16 @@ class Bench:
         )
         return int(receipt["gasUsed"])
 
-    def timeout(self) -> int:
-        job_id, _, _ = self.match(duration=60)
+    def timeout(self, *, proven: bool = True) -> int:
+        job_id, request, _ = self.match(duration=60)
+        input_receipt = b""
+        if proven:
+            input_receipt = self.market.sign_input_receipt(
+                self.seeded.account, job_id, request.spec_hash, request.input_hash
+            )
         deadline = self.market.job(job_id).deadline
         self.market.client.w3.provider.make_request("evm_mine", [deadline + 1])  # type: ignore[arg-type]
-        receipt = self.market.claim_timeout(self.client, job_id)
+        receipt = self.market.claim_timeout(self.client, job_id, input_receipt)
         return int(receipt["gasUsed"])
 
 
@@ -155,6 +187,9 @@ def main() -> None:
         job_id, request, figures["matchJob"] = bench.match()
         figures["submitResult"] = bench.submit(job_id, request)
         figures["claimTimeout"] = bench.timeout()
+        figures["claimTimeout_noReceipt"] = bench.timeout(proven=False)
+        extra["matchJob_standing_first"] = bench.match(standing=True)[2]  # its nonce word is new
+        figures["matchJob_standing"] = bench.match(standing=True)[2]
 
         open_request = JobRequest(
             spec_hash=keccak(b"open spec"),
@@ -168,7 +203,7 @@ def main() -> None:
         )
         figures["postJob"] = int(market.post_job(client, open_request)["gasUsed"])
         open_id = open_request.job_id(client.address)
-        accept = market.accept_job(provider, open_id, seeded.enclave.address)
+        accept = market.accept_job(provider, open_id, seeded.enclave.address, 60)
         figures["acceptJob"] = int(accept["gasUsed"])
 
         for n in (1, 10, 100):

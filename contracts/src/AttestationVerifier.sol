@@ -4,6 +4,7 @@ pragma solidity 0.8.30;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IAttestationVerifier} from "./interfaces/IAttestationVerifier.sol";
 import {KeyAttestation, TeeKind, TcbStatus} from "./CapaTypes.sol";
 
@@ -11,7 +12,14 @@ import {KeyAttestation, TeeKind, TcbStatus} from "./CapaTypes.sol";
 /// @notice Holds the measurement policy per TEE kind and the enclave keys whose hardware
 /// evidence a k-of-n verifier committee checked off-chain. JobMarket pays only against
 /// results signed by a key this contract holds valid at the point of use.
+/// @dev The per-kind policy is the emergency stop for a broken TEE: it is checked at every use
+/// of a key (matching, accepting, settling), not only when the key is registered, so disabling
+/// a kind or raising its TCB floor stops every key under it at once. A key and its measurement
+/// must also stay valid through the deadline of a job it is matched to (`until`), so that a
+/// provider is never assigned a job its key cannot settle.
 contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
+    using SafeCast for uint256;
+
     /// Allowlists measurements and sets per-kind policy.
     bytes32 public constant APPROVER_ROLE = keccak256("APPROVER_ROLE");
     /// Revokes measurements and keys.
@@ -58,6 +66,9 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
     error KeyOfAnotherProvider(address key, address provider);
     error KeyRevoked(address key);
     error KeyExpired(address key, uint40 expiresAt);
+    error KeyExpiresBefore(address key, uint40 expiresAt, uint256 until);
+    error MeasurementExpiresBefore(uint32 measurementId, uint40 notAfter, uint256 until);
+    error KeyNotOfOffer(address key, uint8 teeKind, uint32 measurementId);
     error NotKeyOwnerOrRevoker(address caller);
     error NotEnoughSignatures(uint256 valid, uint256 threshold);
     error SignerNotInCommittee(address signer);
@@ -194,7 +205,7 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
             provider: att.provider,
             teeKind: att.teeKind,
             measurementId: measurementId,
-            expiresAt: uint40(att.expiresAt),
+            expiresAt: uint256(att.expiresAt).toUint40(),
             tcbStatus: att.tcbStatus,
             revoked: false
         });
@@ -216,7 +227,8 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
 
     // ---------------------------------------------------------------- views
 
-    /// @notice Whether `key` is valid now for `provider`, with its kind, measurement and TCB status.
+    /// @notice Whether `key` is valid now for `provider` (the kind's policy included), with its
+    /// kind, measurement and TCB status.
     function isValidKey(address provider, address key)
         external
         view
@@ -228,6 +240,8 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
         tcbStatus = k.tcbStatus;
         if (k.provider == address(0) || k.provider != provider || k.revoked) return (false, teeKind, measurement, tcbStatus);
         if (k.expiresAt <= block.timestamp) return (false, teeKind, measurement, tcbStatus);
+        KindPolicy memory policy = kindPolicy[k.teeKind];
+        if (!policy.enabled || k.tcbStatus < policy.minTcbStatus) return (false, teeKind, measurement, tcbStatus);
         MeasurementStatus memory m = measurementStatus[k.measurementId];
         valid = !m.revoked && m.notAfter > block.timestamp;
     }
@@ -236,20 +250,29 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
         return _keys[key];
     }
 
-    function checkKey(address provider, address key)
+    function checkKey(address provider, address key, uint256 until)
         external
         view
         returns (uint8 teeKind, uint32 measurementId, uint8 tcbStatus)
     {
-        Key memory k = _keys[key];
-        if (k.provider == address(0)) revert UnknownKey(key);
-        if (k.provider != provider) revert KeyOfAnotherProvider(key, provider);
-        if (k.revoked) revert KeyRevoked(key);
-        if (k.expiresAt <= block.timestamp) revert KeyExpired(key, k.expiresAt);
-        MeasurementStatus memory m = measurementStatus[k.measurementId];
-        if (m.revoked) revert MeasurementRevoked(k.measurementId);
-        if (m.notAfter <= block.timestamp) revert MeasurementExpired(k.measurementId, m.notAfter);
+        Key memory k = _checkedKey(provider, key, until);
+        _checkMeasurementLasts(measurementStatus[k.measurementId], until);
         return (k.teeKind, k.measurementId, k.tcbStatus);
+    }
+
+    function checkOfferKey(address provider, address key, uint8 teeKind, bytes32 measurement, uint256 until)
+        external
+        view
+        returns (uint32 measurementId, uint8 tcbStatus)
+    {
+        Key memory k = _checkedKey(provider, key, until);
+        // The by-value entry holds the same status as the by-id one: one read gives both the
+        // offer's measurement id and whether it lasts.
+        MeasurementStatus memory m = _measurementByValue[teeKind][measurement];
+        if (m.id == 0) revert MeasurementNotAllowed(teeKind, measurement);
+        if (k.teeKind != teeKind || k.measurementId != m.id) revert KeyNotOfOffer(key, teeKind, m.id);
+        _checkMeasurementLasts(m, until);
+        return (m.id, k.tcbStatus);
     }
 
     /// @notice The id given to `measurement` of `teeKind` when first approved; zero if never.
@@ -286,6 +309,30 @@ contract AttestationVerifier is IAttestationVerifier, AccessControl, EIP712 {
     }
 
     // ---------------------------------------------------------------- internal
+
+    /// @dev The key, if it belongs to `provider`, is not revoked, passes its kind's policy now
+    /// and does not expire before `until` (which is at least now).
+    function _checkedKey(address provider, address key, uint256 until) internal view returns (Key memory k) {
+        k = _keys[key];
+        if (k.provider == address(0)) revert UnknownKey(key);
+        if (k.provider != provider) revert KeyOfAnotherProvider(key, provider);
+        if (k.revoked) revert KeyRevoked(key);
+        KindPolicy memory policy = kindPolicy[k.teeKind];
+        if (!policy.enabled) revert KindDisabled(k.teeKind);
+        if (k.tcbStatus < policy.minTcbStatus) revert TcbTooLow(k.tcbStatus, policy.minTcbStatus);
+        if (k.expiresAt <= until) {
+            if (k.expiresAt <= block.timestamp) revert KeyExpired(key, k.expiresAt);
+            revert KeyExpiresBefore(key, k.expiresAt, until);
+        }
+    }
+
+    function _checkMeasurementLasts(MeasurementStatus memory m, uint256 until) internal view {
+        if (m.revoked) revert MeasurementRevoked(m.id);
+        if (m.notAfter <= until) {
+            if (m.notAfter <= block.timestamp) revert MeasurementExpired(m.id, m.notAfter);
+            revert MeasurementExpiresBefore(m.id, m.notAfter, until);
+        }
+    }
 
     function _activeMeasurementId(uint8 teeKind, bytes32 measurement) internal view returns (uint32 id) {
         MeasurementStatus memory m = _measurementByValue[teeKind][measurement];

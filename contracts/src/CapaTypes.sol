@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.30;
 
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
 /// @notice Values shared by the three contracts and by the Python side (proofs/, scheduler/).
 /// @dev The numbers are part of the wire format: EIP-712 messages carry them as uint8.
 library TeeKind {
@@ -16,9 +18,9 @@ library TeeKind {
         return kind >= SGX && kind <= MAX;
     }
 
-    /// Bit `kind` of a kind mask; bit 0 is unused.
+    /// Bit `kind` of a kind mask; bit 0 is unused. Reverts for a kind past bit 7.
     function bit(uint8 kind) internal pure returns (uint8) {
-        return uint8(1 << kind);
+        return SafeCast.toUint8(uint256(1) << kind);
     }
 }
 
@@ -36,11 +38,18 @@ library TcbStatus {
 /// @notice A provider's signed price quote. `requestHash` zero makes it a standing offer that
 /// any one request may take; otherwise it binds the quote to one client's exact request:
 /// requestHash = keccak256(abi.encode(client, hashStruct(JobRequest))).
+/// `enclaveKey` names the attested key (of `teeKind` and `measurement`) that will run the job:
+/// the match checks that it stays valid through the job's deadline. `minDuration` is the least
+/// time the provider needs, `maxDuration` the most it will hold a job: the job's deadline is
+/// the request's, capped by `maxDuration`, and a match that leaves less than `minDuration`
+/// is refused.
 struct Offer {
     address provider;
+    address enclaveKey;
     uint8 teeKind;
     bytes32 measurement;
     uint256 price;
+    uint64 minDuration;
     uint64 maxDuration;
     uint64 validUntil;
     bytes32 requestHash;

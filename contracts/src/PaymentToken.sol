@@ -24,21 +24,25 @@ abstract contract PaymentToken {
         return address(TOKEN) == address(0);
     }
 
-    /// @dev Takes exactly `amount` from `from`: msg.value for native, transferFrom otherwise.
-    function _pullExact(address from, uint256 amount) internal {
+    /// @dev Takes exactly `amount` from the caller: msg.value for native, transferFrom
+    /// otherwise. Only ever from msg.sender, so no path can spend another account's allowance.
+    // Slither (msg-value-in-nonpayable) misses its payable callers: JobMarket.deposit,
+    // ProviderRegistry.register and addStake; a non-payable caller gets msg.value 0 as it should.
+    // slither-disable-next-line msg-value-in-nonpayable
+    function _pullExact(uint256 amount) internal {
         if (_isNative()) {
             if (msg.value != amount) revert WrongValue(msg.value, amount);
             return;
         }
         if (msg.value != 0) revert WrongValue(msg.value, 0);
-        _pullToken(from, amount);
+        _pullToken(amount);
     }
 
     /// @dev Fee-on-transfer and rebasing tokens would break the ledger invariant: refuse them.
-    function _pullToken(address from, uint256 amount) internal {
+    function _pullToken(uint256 amount) internal {
         if (amount == 0) return;
         uint256 before = TOKEN.balanceOf(address(this));
-        TOKEN.safeTransferFrom(from, address(this), amount);
+        TOKEN.safeTransferFrom(msg.sender, address(this), amount);
         uint256 received = TOKEN.balanceOf(address(this)) - before;
         if (received != amount) revert TokenAmountMismatch(received, amount);
     }

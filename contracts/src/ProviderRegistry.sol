@@ -5,14 +5,25 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
 import {PaymentToken} from "./PaymentToken.sol";
 
 /// @title ProviderRegistry
 /// @notice Operators register with a pointer to their libp2p identity and stake in the
-/// payment token. Stake leaves only through an unbonding delay long enough that any job the
-/// provider could still hold has passed its deadline and its dispute window, so it stays
-/// slashable for every job it took.
+/// payment token. Each open job reserves the stake its timeout could slash: the market keeps
+/// that reservation (`IJobMarket.lockedStakeOf`) and the registry lets none of it unbond, so
+/// the stake always covers the slashes of the jobs a provider holds. Free stake leaves only
+/// through an unbonding delay, bounded below by the longest job plus the dispute window and
+/// above by `MAX_UNBONDING_DELAY`.
+/// @dev The market is fixed at deployment: the deployer predicts the market's address (the
+/// next contract it creates) and the market's constructor refuses a registry that names
+/// another, so a registry and its market can only be wired to each other, and every check
+/// of the caller costs an immutable read.
+/// A slash is split: `toBeneficiary` is credited to the client the provider let down
+/// (`compensationOf`, withdrawn with `withdrawCompensation`), the rest waits in `slashed`
+/// until governance sweeps it. The registry holds exactly
+/// sum(stake + unbonding + slashed) + sum(compensationOf).
 contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, ReentrancyGuardTransient {
     using SafeCast for uint256;
 
@@ -45,8 +56,8 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     error StillUnbonding(uint64 unlockAt);
     error NothingToWithdraw();
     error OnlyMarket(address caller);
-    error MarketAlreadySet(address market);
     error UnbondingTooShort(uint64 delay, uint64 minimum);
+    error UnbondingTooLong(uint64 delay, uint64 maximum);
     error ZeroAddress();
 
     event ProviderRegistered(address indexed provider, bytes peerId, uint256 stake);
@@ -54,11 +65,17 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     event StakeAdded(address indexed provider, uint256 amount, uint256 stake);
     event UnbondRequested(address indexed provider, uint256 amount, uint64 unlockAt);
     event UnbondedWithdrawn(address indexed provider, uint256 amount);
-    event ProviderSlashed(address indexed provider, uint256 requested, uint256 slashed);
+    event ProviderSlashed(
+        address indexed provider, uint256 requested, uint256 slashed, address indexed beneficiary, uint256 toBeneficiary
+    );
+    event CompensationWithdrawn(address indexed beneficiary, address to, uint256 amount);
     event StatusChanged(address indexed provider, Status status);
     event SlashedSwept(address indexed to, uint256 amount);
-    event MarketSet(address market);
     event UnbondingDelaySet(uint64 delay);
+
+    /// Upper bound of the unbonding delay (so of the longest job plus the dispute window): a
+    /// stake must come back in finite time, and unlock times must fit their uint40 field.
+    uint64 public constant MAX_UNBONDING_DELAY = 365 days;
 
     /// Longest job a provider can be assigned (JobMarket caps deadlines with it).
     uint64 public immutable MAX_JOB_DURATION;
@@ -69,21 +86,28 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     /// every match, and an immutable costs no storage read.
     uint256 public immutable MIN_STAKE;
 
-    address public market;
+    /// The one market that reserves stake and slashes.
+    address public immutable MARKET;
+
     uint64 public unbondingDelay;
 
     mapping(address => Provider) internal _providers;
     mapping(address => Unbonding) public unbonding;
     mapping(address => bytes) public peerIdOf;
+    /// Clients' shares of slashes, waiting to be withdrawn.
+    mapping(address => uint256) public compensationOf;
 
     constructor(
         IERC20 token,
         address governance,
+        address market_,
         uint256 minStake_,
         uint64 maxJobDuration,
         uint64 disputeWindow,
         uint64 unbondingDelay_
     ) PaymentToken(token) Ownable(governance) {
+        if (market_ == address(0)) revert ZeroAddress();
+        MARKET = market_;
         MAX_JOB_DURATION = maxJobDuration;
         DISPUTE_WINDOW = disputeWindow;
         MIN_STAKE = minStake_;
@@ -91,14 +115,6 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
     }
 
     // ---------------------------------------------------------------- governance
-
-    /// @notice Wire the market once; only it may slash.
-    function setMarket(address market_) external onlyOwner {
-        if (market_ == address(0)) revert ZeroAddress();
-        if (market != address(0)) revert MarketAlreadySet(market);
-        market = market_;
-        emit MarketSet(market_);
-    }
 
     function setUnbondingDelay(uint64 delay) external onlyOwner {
         _setUnbondingDelay(delay);
@@ -138,10 +154,10 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.None) revert AlreadyRegistered(msg.sender);
         if (peerId.length == 0) revert EmptyPeerId();
-        _pullExact(msg.sender, amount);
+        _pullExact(amount);
         p.stake = amount.toUint96();
         p.status = Status.Active;
-        p.registeredAt = uint40(block.timestamp);
+        p.registeredAt = block.timestamp.toUint40();
         peerIdOf[msg.sender] = peerId;
         emit ProviderRegistered(msg.sender, peerId, amount);
     }
@@ -157,27 +173,31 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
         Provider storage p = _requireRegistered(msg.sender);
         if (p.status == Status.Exited) revert InvalidStatus(msg.sender, p.status);
         if (amount == 0) revert ZeroAmount();
-        _pullExact(msg.sender, amount);
+        _pullExact(amount);
         p.stake = (uint256(p.stake) + amount).toUint96();
         emit StakeAdded(msg.sender, amount, p.stake);
     }
 
-    /// @notice Start unbonding `amount`; it stays slashable until it unlocks.
+    /// @notice Start unbonding `amount` of the stake that no open job reserves; it stays
+    /// slashable until it unlocks.
     /// @dev A second request adds to the pending amount and restarts the delay for all of it.
     function requestUnbond(uint256 amount) external {
         Provider storage p = _requireRegistered(msg.sender);
         if (amount == 0) revert ZeroAmount();
-        if (amount > p.stake) revert InsufficientStake(amount, p.stake);
-        p.stake -= uint96(amount);
+        uint256 free = p.stake - _lockedStake(msg.sender);
+        if (amount > free) revert InsufficientStake(amount, free);
+        p.stake -= amount.toUint96();
         _startUnbonding(msg.sender, amount);
     }
 
-    /// @notice Leave the market: every remaining stake starts unbonding, no new jobs.
+    /// @notice Leave the market: no new jobs; the stake no open job reserves starts unbonding.
+    /// What the open jobs reserve stays until they end; `requestUnbond` takes it out then.
     function exit() external {
         Provider storage p = _requireRegistered(msg.sender);
         if (p.status == Status.Exited) revert InvalidStatus(msg.sender, p.status);
-        uint256 amount = p.stake;
-        p.stake = 0;
+        uint256 locked = _lockedStake(msg.sender);
+        uint256 amount = p.stake - locked;
+        p.stake = locked.toUint96();
         p.status = Status.Exited;
         emit StatusChanged(msg.sender, Status.Exited);
         _startUnbonding(msg.sender, amount);
@@ -192,33 +212,66 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
         emit UnbondedWithdrawn(msg.sender, u.amount);
     }
 
+    /// @notice Withdraw the slashes credited to the caller as a client let down.
+    function withdrawCompensation(address to) external nonReentrant {
+        if (to == address(0)) revert ZeroAddress();
+        uint256 amount = compensationOf[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        compensationOf[msg.sender] = 0;
+        _push(to, amount);
+        emit CompensationWithdrawn(msg.sender, to, amount);
+    }
+
     // ---------------------------------------------------------------- market
 
-    /// @notice Take up to `amount` from the provider's stake, then from its unbonding funds.
-    function slash(address provider, uint256 amount) external returns (uint256 slashed) {
-        if (msg.sender != market) revert OnlyMarket(msg.sender);
+    /// @notice Take up to `amount` from the provider's stake, then from its unbonding funds
+    /// (the market reserves stake per job, so the stake alone covers it); credit
+    /// `toBeneficiary` of it to `beneficiary` and keep the rest for governance's sweep.
+    function slash(address provider, uint256 amount, address beneficiary, uint256 toBeneficiary)
+        external
+        returns (uint256 slashed)
+    {
+        if (msg.sender != MARKET) revert OnlyMarket(msg.sender);
         Provider storage p = _providers[provider];
-        uint256 fromStake = amount < p.stake ? amount : p.stake;
+        uint256 stake = p.stake;
+        uint256 fromStake = amount < stake ? amount : stake;
         slashed = fromStake;
         uint256 rest = amount - fromStake;
         if (rest != 0) {
             Unbonding storage u = unbonding[provider];
-            uint256 fromUnbonding = rest < u.amount ? rest : u.amount;
+            uint256 pending = u.amount;
+            uint256 fromUnbonding = rest < pending ? rest : pending;
             if (fromUnbonding != 0) {
-                u.amount -= uint96(fromUnbonding);
+                u.amount = (pending - fromUnbonding).toUint96();
                 slashed += fromUnbonding;
             }
         }
-        p.stake -= uint96(fromStake);
-        p.slashed += uint96(slashed);
-        emit ProviderSlashed(provider, amount, slashed);
+        if (toBeneficiary > slashed) toBeneficiary = slashed;
+        p.stake = (stake - fromStake).toUint96();
+        p.slashed = (uint256(p.slashed) + slashed - toBeneficiary).toUint96();
+        if (toBeneficiary != 0) compensationOf[beneficiary] += toBeneficiary;
+        emit ProviderSlashed(provider, amount, slashed, beneficiary, toBeneficiary);
     }
 
     // ---------------------------------------------------------------- views
 
-    function isEligible(address provider) external view returns (bool) {
+    // Accepted (incorrect-equality): comparing an enum's value, not a balance anyone can move.
+    // slither-disable-next-line incorrect-equality
+    function isEligible(address provider) public view returns (bool) {
         Provider memory p = _providers[provider];
         return p.status == Status.Active && p.stake >= MIN_STAKE;
+    }
+
+    // Accepted (incorrect-equality): as in isEligible.
+    // slither-disable-next-line incorrect-equality
+    function eligibleStake(address provider) external view returns (uint256) {
+        Provider memory p = _providers[provider];
+        return p.status == Status.Active && p.stake >= MIN_STAKE ? p.stake : 0;
+    }
+
+    /// @notice Stake that no open job reserves: what `requestUnbond` may take.
+    function freeStakeOf(address provider) external view returns (uint256) {
+        return _providers[provider].stake - _lockedStake(provider);
     }
 
     function providerOf(address provider) external view returns (Provider memory) {
@@ -232,18 +285,25 @@ contract ProviderRegistry is IProviderRegistry, PaymentToken, Ownable2Step, Reen
         if (p.status == Status.None) revert NotRegistered(provider);
     }
 
+    /// @dev Zero while the market is not deployed (a failed deployment): stake staked in the
+    /// meantime can still leave.
+    function _lockedStake(address provider) internal view returns (uint256) {
+        return MARKET.code.length == 0 ? 0 : IJobMarket(MARKET).lockedStakeOf(provider);
+    }
+
     function _startUnbonding(address provider, uint256 amount) internal {
         if (amount == 0) return;
         Unbonding storage u = unbonding[provider];
-        uint64 unlockAt = uint64(block.timestamp) + unbondingDelay;
+        uint40 unlockAt = (block.timestamp + unbondingDelay).toUint40();
         u.amount = (uint256(u.amount) + amount).toUint96();
-        u.unlockAt = uint40(unlockAt);
+        u.unlockAt = unlockAt;
         emit UnbondRequested(provider, amount, unlockAt);
     }
 
     function _setUnbondingDelay(uint64 delay) internal {
         uint64 minimum = MAX_JOB_DURATION + DISPUTE_WINDOW;
         if (delay < minimum) revert UnbondingTooShort(delay, minimum);
+        if (delay > MAX_UNBONDING_DELAY) revert UnbondingTooLong(delay, MAX_UNBONDING_DELAY);
         unbondingDelay = delay;
         emit UnbondingDelaySet(delay);
     }

@@ -190,7 +190,7 @@ contract AttestationVerifierTest is Fixture {
         uint32 id = dev.approveMeasurement(TeeKind.SIM, M1, uint40(block.timestamp + 10 days));
         vm.stopPrank();
         dev.registerKey(a, sigs);
-        (uint8 kind, uint32 mid,) = dev.checkKey(provider1, newKey);
+        (uint8 kind, uint32 mid,) = dev.checkKey(provider1, newKey, block.timestamp);
         assertEq(kind, TeeKind.SIM);
         assertEq(mid, id);
     }
@@ -524,7 +524,7 @@ contract AttestationVerifierTest is Fixture {
         verifier.revokeKey(enclave1);
         assertTrue(verifier.keyOf(enclave1).revoked);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.KeyRevoked.selector, enclave1));
-        verifier.checkKey(provider1, enclave1);
+        verifier.checkKey(provider1, enclave1, block.timestamp);
     }
 
     function test_revokeKey_byRevoker() public {
@@ -569,7 +569,7 @@ contract AttestationVerifierTest is Fixture {
         assertEq(kind, TeeKind.SGX);
         assertEq(m, M_SGX);
         assertEq(tcb, TcbStatus.SW_HARDENING_NEEDED);
-        (uint8 k2, uint32 mid, uint8 t2) = verifier.checkKey(provider1, enclave3);
+        (uint8 k2, uint32 mid, uint8 t2) = verifier.checkKey(provider1, enclave3, block.timestamp);
         assertEq(k2, TeeKind.SGX);
         assertEq(mid, verifier.measurementIdOf(TeeKind.SGX, M_SGX));
         assertEq(t2, TcbStatus.SW_HARDENING_NEEDED);
@@ -578,13 +578,13 @@ contract AttestationVerifierTest is Fixture {
     function test_keyChecks_unknown() public {
         _assertInvalid(provider1, newKey);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.UnknownKey.selector, newKey));
-        verifier.checkKey(provider1, newKey);
+        verifier.checkKey(provider1, newKey, block.timestamp);
     }
 
     function test_keyChecks_otherProvidersKey() public {
         _assertInvalid(provider2, enclave1);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.KeyOfAnotherProvider.selector, enclave1, provider2));
-        verifier.checkKey(provider2, enclave1);
+        verifier.checkKey(provider2, enclave1, block.timestamp);
     }
 
     function test_keyChecks_revokedKey() public {
@@ -592,7 +592,7 @@ contract AttestationVerifierTest is Fixture {
         verifier.revokeKey(enclave1);
         _assertInvalid(provider1, enclave1);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.KeyRevoked.selector, enclave1));
-        verifier.checkKey(provider1, enclave1);
+        verifier.checkKey(provider1, enclave1, block.timestamp);
     }
 
     function test_keyChecks_expiredKey() public {
@@ -601,11 +601,11 @@ contract AttestationVerifierTest is Fixture {
         vm.warp(expiry - 1);
         (bool valid,,,) = verifier.isValidKey(provider1, newKey);
         assertTrue(valid);
-        verifier.checkKey(provider1, newKey);
+        verifier.checkKey(provider1, newKey, block.timestamp);
         vm.warp(expiry);
         _assertInvalid(provider1, newKey);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.KeyExpired.selector, newKey, uint40(expiry)));
-        verifier.checkKey(provider1, newKey);
+        verifier.checkKey(provider1, newKey, block.timestamp);
     }
 
     function test_keyChecks_revokedMeasurementDisablesKeysAtUse() public {
@@ -616,10 +616,10 @@ contract AttestationVerifierTest is Fixture {
         _assertInvalid(provider1, enclave1);
         _assertInvalid(provider2, enclave2);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.MeasurementRevoked.selector, id));
-        verifier.checkKey(provider1, enclave1);
+        verifier.checkKey(provider1, enclave1, block.timestamp);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.MeasurementRevoked.selector, id));
-        verifier.checkKey(provider2, enclave2);
-        verifier.checkKey(provider1, enclave3);
+        verifier.checkKey(provider2, enclave2, block.timestamp);
+        verifier.checkKey(provider1, enclave3, block.timestamp);
     }
 
     function test_keyChecks_expiredMeasurement() public {
@@ -630,11 +630,11 @@ contract AttestationVerifierTest is Fixture {
         vm.warp(notAfter);
         _assertInvalid(provider1, enclave1);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.MeasurementExpired.selector, id, notAfter));
-        verifier.checkKey(provider1, enclave1);
+        verifier.checkKey(provider1, enclave1, block.timestamp);
         // extending the measurement brings its keys back (unlike a revocation)
         vm.prank(gov);
         verifier.approveMeasurement(TeeKind.TDX, M1, notAfter + 1 days);
-        verifier.checkKey(provider1, enclave1);
+        verifier.checkKey(provider1, enclave1, block.timestamp);
     }
 
     function testFuzz_isValidKeyAgreesWithCheckKey(uint256 warpBy, bool revokeM, bool revokeK, bool other) public {
@@ -651,7 +651,7 @@ contract AttestationVerifierTest is Fixture {
         address p = other ? provider2 : provider1;
         (bool valid,,,) = verifier.isValidKey(p, enclave1);
         bool ok;
-        try verifier.checkKey(p, enclave1) {
+        try verifier.checkKey(p, enclave1, block.timestamp) {
             ok = true;
         } catch {}
         assertEq(valid, ok);

@@ -21,6 +21,8 @@ abstract contract Fixture is TestBase {
     uint256 internal constant STAKE = 10 ether;
     uint256 internal constant FEE_BPS = 250;
     uint256 internal constant SLASH_BPS = 5_000;
+    uint256 internal constant SLASH_CLIENT_BPS = 6_000;
+    uint64 internal constant MIN_DURATION = 1 hours;
     uint256 internal constant PRICE = 1 ether;
     uint64 internal constant T0 = 1_700_000_000;
 
@@ -84,17 +86,8 @@ abstract contract Fixture is TestBase {
         if (erc20) token = new MockERC20();
         IERC20 asset = IERC20(address(token));
         verifier = new AttestationVerifier(gov, false);
-        registry = new ProviderRegistry(asset, gov, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
-        market = new JobMarket(
-            asset,
-            IProviderRegistry(address(registry)),
-            IAttestationVerifier(address(verifier)),
-            treasury,
-            FEE_BPS,
-            SLASH_BPS
-        );
-        vm.prank(gov);
-        registry.setMarket(address(market));
+        registry = _newRegistry(asset, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        market = _newMarket(registry, asset, SLASH_BPS);
 
         _setupCommittee(verifier, 2);
         _setupPolicy(verifier);
@@ -105,6 +98,27 @@ abstract contract Fixture is TestBase {
         _registerKey(verifier, _att(provider2, enclave2, TeeKind.TDX, M1, TcbStatus.UP_TO_DATE, T0 + 365 days));
         _registerKey(
             verifier, _att(provider1, enclave3, TeeKind.SGX, M_SGX, TcbStatus.SW_HARDENING_NEEDED, T0 + 365 days)
+        );
+    }
+
+    /// @dev A registry wired to the contract this test creates right after it (its market).
+    function _newRegistry(IERC20 asset, uint256 minStake, uint64 maxJob, uint64 dispute, uint64 unbonding)
+        internal
+        returns (ProviderRegistry)
+    {
+        return new ProviderRegistry(asset, gov, _createdAfterNext(), minStake, maxJob, dispute, unbonding);
+    }
+
+    /// @dev Makes no call before the creation, so that a test can expect it to revert.
+    function _newMarket(ProviderRegistry r, IERC20 asset, uint256 slashBps) internal returns (JobMarket) {
+        return new JobMarket(
+            asset,
+            IProviderRegistry(address(r)),
+            IAttestationVerifier(address(verifier)),
+            treasury,
+            FEE_BPS,
+            slashBps,
+            SLASH_CLIENT_BPS
         );
     }
 
@@ -219,9 +233,11 @@ abstract contract Fixture is TestBase {
 
     function _offer(address provider, uint256 price) internal returns (Offer memory o) {
         o.provider = provider;
+        o.enclaveKey = provider == provider2 ? vm.addr(E2_PK) : vm.addr(E1_PK);
         o.teeKind = TeeKind.TDX;
         o.measurement = M1;
         o.price = price;
+        o.minDuration = MIN_DURATION;
         o.maxDuration = 6 hours;
         o.validUntil = uint64(block.timestamp + 1 hours);
         o.requestHash = bytes32(0);
@@ -276,12 +292,26 @@ abstract contract Fixture is TestBase {
 
     function _signResult(uint256 enclavePk, bytes32 jobId, bytes32 outputHash) internal view returns (bytes memory) {
         JobMarket.Job memory j = market.getJob(jobId);
-        return sig(enclavePk, market.resultDigest(jobId, j.provider, j.inputHash, outputHash));
+        return sig(enclavePk, market.resultDigest(jobId, j.provider, j.taskHash, outputHash));
     }
 
     function _resultLeaf(bytes32 jobId, bytes32 outputHash) internal view returns (bytes32) {
         JobMarket.Job memory j = market.getJob(jobId);
-        return keccak256(abi.encode(market.RESULT_TYPEHASH(), jobId, j.provider, j.inputHash, outputHash));
+        return keccak256(abi.encode(market.RESULT_TYPEHASH(), jobId, j.provider, j.taskHash, outputHash));
+    }
+
+    /// @dev The provider's signed acknowledgement that the job's input arrived.
+    function _inputReceipt(bytes32 jobId) internal view returns (bytes memory) {
+        JobMarket.Job memory j = market.getJob(jobId);
+        return sig(_pkOf(j.provider), market.inputReceiptDigest(jobId, j.taskHash));
+    }
+
+    function _slash(uint256 price) internal pure returns (uint256) {
+        return (price * SLASH_BPS) / 10_000;
+    }
+
+    function _clientShare(uint256 slash) internal pure returns (uint256) {
+        return (slash * SLASH_CLIENT_BPS) / 10_000;
     }
 
     /// @dev Independent reimplementation of the batch root (pairs in order, odd node carried up).

@@ -61,19 +61,30 @@ abstract contract JobMarketCases is Fixture {
         assertEq(address(market.VERIFIER()), address(verifier));
         assertEq(market.FEE_BPS(), FEE_BPS);
         assertEq(market.SLASH_BPS(), SLASH_BPS);
+        assertEq(market.SLASH_CLIENT_BPS(), SLASH_CLIENT_BPS);
         assertEq(market.TREASURY(), treasury);
         assertEq(market.MAX_JOB_DURATION(), MAX_JOB);
+        assertEq(market.DISPUTE_WINDOW(), DISPUTE);
         assertEq(address(market.TOKEN()), address(token));
     }
 
     function test_constructor_invalidConfig() public {
         IProviderRegistry reg = IProviderRegistry(address(registry));
         IAttestationVerifier ver = IAttestationVerifier(address(verifier));
+        IERC20 t = IERC20(address(token));
         vm.expectRevert(JobMarket.InvalidConfig.selector);
-        new JobMarket(IERC20(address(token)), reg, ver, treasury, 1_001, SLASH_BPS);
+        new JobMarket(t, reg, ver, treasury, 1_001, SLASH_BPS, SLASH_CLIENT_BPS);
         vm.expectRevert(JobMarket.InvalidConfig.selector);
-        new JobMarket(IERC20(address(token)), reg, ver, address(0), FEE_BPS, SLASH_BPS);
-        JobMarket m = new JobMarket(IERC20(address(token)), reg, ver, treasury, 1_000, SLASH_BPS);
+        new JobMarket(t, reg, ver, address(0), FEE_BPS, SLASH_BPS, SLASH_CLIENT_BPS);
+        vm.expectRevert(JobMarket.InvalidConfig.selector);
+        new JobMarket(t, reg, ver, treasury, FEE_BPS, 10_001, SLASH_CLIENT_BPS);
+        vm.expectRevert(JobMarket.InvalidConfig.selector);
+        new JobMarket(t, reg, ver, treasury, FEE_BPS, SLASH_BPS, 10_001);
+        // the fixture's registry names the fixture's market
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.RegistryOfAnotherMarket.selector, address(market)));
+        new JobMarket(t, reg, ver, treasury, FEE_BPS, SLASH_BPS, SLASH_CLIENT_BPS);
+        ProviderRegistry fresh = _newRegistry(t, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        JobMarket m = new JobMarket(t, IProviderRegistry(address(fresh)), ver, treasury, 1_000, 10_000, 10_000);
         assertEq(m.FEE_BPS(), 1_000);
     }
 
@@ -90,36 +101,51 @@ abstract contract JobMarketCases is Fixture {
         assertEq(market.domainSeparator(), domain);
         Offer memory o = _offer(provider1, PRICE);
         bytes32 oh = keccak256(
-            abi.encode(
-                keccak256(
-                    "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
+            bytes.concat(
+                abi.encode(
+                    keccak256(
+                        "Offer(address provider,address enclaveKey,uint8 teeKind,bytes32 measurement,uint256 price,uint64 minDuration,uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
+                    ),
+                    o.provider,
+                    o.enclaveKey,
+                    o.teeKind,
+                    o.measurement,
+                    o.price
                 ),
-                o.provider,
-                o.teeKind,
-                o.measurement,
-                o.price,
-                o.maxDuration,
-                o.validUntil,
-                o.requestHash,
-                o.nonce
+                abi.encode(o.minDuration, o.maxDuration, o.validUntil, o.requestHash, o.nonce)
             )
         );
         assertEq(market.hashOffer(o), oh);
         assertEq(market.offerDigest(o), keccak256(abi.encodePacked("\x19\x01", domain, oh)));
 
+        // Result and InputReceipt nest Task{specHash, inputHash}: its typehash follows the primary type.
+        bytes32 task = keccak256(
+            abi.encode(keccak256("Task(bytes32 specHash,bytes32 inputHash)"), bytes32(uint256(7)), bytes32(uint256(2)))
+        );
+        assertEq(market.hashTask(bytes32(uint256(7)), bytes32(uint256(2))), task);
         bytes32 rh = keccak256(
             abi.encode(
-                keccak256("Result(bytes32 jobId,address provider,bytes32 inputHash,bytes32 outputHash)"),
+                keccak256(
+                    "Result(bytes32 jobId,address provider,Task task,bytes32 outputHash)Task(bytes32 specHash,bytes32 inputHash)"
+                ),
                 bytes32(uint256(1)),
                 provider1,
-                bytes32(uint256(2)),
+                task,
                 bytes32(uint256(3))
             )
         );
         assertEq(
-            market.resultDigest(bytes32(uint256(1)), provider1, bytes32(uint256(2)), bytes32(uint256(3))),
+            market.resultDigest(bytes32(uint256(1)), provider1, task, bytes32(uint256(3))),
             keccak256(abi.encodePacked("\x19\x01", domain, rh))
         );
+        bytes32 ih = keccak256(
+            abi.encode(
+                keccak256("InputReceipt(bytes32 jobId,Task task)Task(bytes32 specHash,bytes32 inputHash)"),
+                bytes32(uint256(1)),
+                task
+            )
+        );
+        assertEq(market.inputReceiptDigest(bytes32(uint256(1)), task), keccak256(abi.encodePacked("\x19\x01", domain, ih)));
         bytes32 bh = keccak256(
             abi.encode(keccak256("ResultBatch(address provider,bytes32 root,uint256 count)"), provider1, bytes32("r"), 3)
         );
@@ -162,8 +188,9 @@ abstract contract JobMarketCases is Fixture {
         bytes memory clean = abi.encodeCall(JobMarket.hashOffer, (o));
         (bool ok,) = address(market).call(clean);
         assertTrue(ok);
-        uint256[4] memory offerWords = [uint256(0), 1, 4, 5]; // provider, teeKind, maxDuration, validUntil
-        for (uint256 i; i < 4; ++i) {
+        // provider, enclaveKey, teeKind, minDuration, maxDuration, validUntil
+        uint256[6] memory offerWords = [uint256(0), 1, 2, 5, 6, 7];
+        for (uint256 i; i < 6; ++i) {
             bytes memory dirty = bytes.concat(clean);
             dirty[4 + 32 * offerWords[i]] = 0x01; // top byte of the word
             assertTrue(_rawCallFails(dirty), "dirty offer field accepted");
@@ -239,8 +266,9 @@ abstract contract JobMarketCases is Fixture {
         assertEq(j.teeKinds, TeeKind.bit(TeeKind.TDX));
         assertEq(j.minTcbStatus, TcbStatus.UP_TO_DATE);
         assertEq(j.measurementId, _mid(TeeKind.TDX, M1));
-        assertEq(j.inputHash, r.inputHash);
+        assertEq(j.taskHash, market.hashTask(r.specHash, r.inputHash));
         assertEq(market.balanceOf(client), 0);
+        assertEq(market.lockedStakeOf(provider1), _slash(PRICE));
         assertEq(_assetBalance(address(market)), marketBefore);
         assertTrue(market.isNonceUsed(provider1, o.nonce));
     }
@@ -601,7 +629,7 @@ abstract contract JobMarketCases is Fixture {
         vm.expectEmit(address(market));
         emit JobMarket.JobAccepted(id, provider1);
         vm.prank(provider1);
-        market.acceptJob(id, enclave1);
+        market.acceptJob(id, enclave1, MIN_DURATION);
         JobMarket.Job memory j = market.getJob(id);
         assertEq(j.provider, provider1);
         assertTrue(j.state == JobMarket.State.Accepted);
@@ -616,7 +644,7 @@ abstract contract JobMarketCases is Fixture {
         r.minTcbStatus = TcbStatus.SW_HARDENING_NEEDED;
         bytes32 id = _postPaid(client, r);
         vm.prank(provider1);
-        market.acceptJob(id, enclave3); // SGX key
+        market.acceptJob(id, enclave3, MIN_DURATION); // SGX key
         _submit(id, _out(1), E3_PK);
         _assertState(id, JobMarket.State.Settled);
     }
@@ -624,7 +652,7 @@ abstract contract JobMarketCases is Fixture {
     function _expectAcceptRevert(bytes32 id, address p, address key, bytes memory err) internal {
         vm.prank(p);
         vm.expectRevert(err);
-        market.acceptJob(id, key);
+        market.acceptJob(id, key, MIN_DURATION);
     }
 
     function test_acceptJob_wrongState() public {
@@ -634,7 +662,7 @@ abstract contract JobMarketCases is Fixture {
         );
         bytes32 id = _postPaid(client, _req(PRICE));
         vm.prank(provider1);
-        market.acceptJob(id, enclave1);
+        market.acceptJob(id, enclave1, MIN_DURATION);
         _expectAcceptRevert(
             id, provider2, enclave2, abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Accepted)
         );
@@ -666,7 +694,7 @@ abstract contract JobMarketCases is Fixture {
         );
         vm.warp(block.timestamp + 1 days);
         vm.prank(provider1);
-        market.acceptJob(id, enclave1);
+        market.acceptJob(id, enclave1, MIN_DURATION);
         _assertState(id, JobMarket.State.Accepted);
     }
 
@@ -773,7 +801,7 @@ abstract contract JobMarketCases is Fixture {
         market.cancelJob(unknown);
 
         vm.prank(provider1);
-        market.acceptJob(id, enclave1);
+        market.acceptJob(id, enclave1, MIN_DURATION);
         vm.prank(client);
         vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Accepted));
         market.cancelJob(id);
@@ -911,25 +939,43 @@ abstract contract JobMarketCases is Fixture {
     }
 
     function test_submitResult_measurementMismatch() public {
+        uint256 m2Pk = 0xE52;
+        _registerKey(verifier, _att(provider1, vm.addr(m2Pk), TeeKind.TDX, M2, TcbStatus.UP_TO_DATE, T0 + 365 days));
         Offer memory o = _offer(provider1, PRICE);
-        o.measurement = M2; // provider offered M2 but only holds an M1 key
+        o.enclaveKey = vm.addr(m2Pk);
+        o.measurement = M2; // matched to the M2 image; the M1 enclave cannot settle it
         bytes32 id = _matchWith(client, _req(PRICE), o);
         _expectSubmitRevert(
             id, _out(1), E1_PK, abi.encodeWithSelector(JobMarket.MeasurementMismatch.selector, _mid(2, M2), _mid(2, M1))
         );
+        _submit(id, _out(1), m2Pk);
     }
 
-    function test_submitResult_tcbTooLow() public {
+    function test_matchJob_offerKeyBelowRequestedTcb() public {
         JobRequest memory r = _req(PRICE);
         r.teeKinds = TeeKind.bit(TeeKind.SGX); // minTcb UP_TO_DATE
         Offer memory o = _offer(provider1, PRICE);
+        o.enclaveKey = enclave3; // SW_HARDENING_NEEDED
         o.teeKind = TeeKind.SGX;
         o.measurement = M_SGX;
-        bytes32 id = _matchWith(client, r, o);
+        _expectMatchRevert(
+            r,
+            o,
+            abi.encodeWithSelector(JobMarket.TcbTooLow.selector, TcbStatus.SW_HARDENING_NEEDED, TcbStatus.UP_TO_DATE)
+        );
+    }
+
+    function test_submitResult_tcbTooLow() public {
+        // Matched with an up-to-date key; signed by another key of the provider below the floor.
+        uint256 lowPk = 0xE56;
+        _registerKey(
+            verifier, _att(provider1, vm.addr(lowPk), TeeKind.TDX, M1, TcbStatus.SW_HARDENING_NEEDED, T0 + 365 days)
+        );
+        bytes32 id = _match(client, provider1);
         _expectSubmitRevert(
             id,
             _out(1),
-            E3_PK,
+            lowPk,
             abi.encodeWithSelector(
                 JobMarket.TcbTooLow.selector, TcbStatus.SW_HARDENING_NEEDED, TcbStatus.UP_TO_DATE
             )
@@ -1122,7 +1168,9 @@ abstract contract JobMarketCases is Fixture {
         ids[0] = _match(client, provider1);
         JobRequest memory r = _req(PRICE);
         r.deadline = uint64(block.timestamp + 10 minutes);
-        ids[1] = _matchWith(client, r, _offer(provider1, PRICE));
+        Offer memory o = _offer(provider1, PRICE);
+        o.minDuration = 5 minutes;
+        ids[1] = _matchWith(client, r, o);
         bytes memory s = _signBatch(E1_PK, provider1, ids, outs);
         vm.warp(block.timestamp + 10 minutes + 1);
         vm.expectRevert(abi.encodeWithSelector(JobMarket.DeadlinePassed.selector, r.deadline));
@@ -1139,75 +1187,198 @@ abstract contract JobMarketCases is Fixture {
 
     // ================================================================== claimTimeout
 
-    function test_claimTimeout_refundsAndSlashes() public {
+    function test_claimTimeout_withReceiptRefundsAndSlashes() public {
         bytes32 id = _match(client, provider1);
         uint40 deadline = market.getJob(id).deadline;
+        bytes memory receipt = _inputReceipt(id);
 
         vm.expectRevert(abi.encodeWithSelector(JobMarket.DeadlineNotPassed.selector, deadline));
-        market.claimTimeout(id);
+        market.claimTimeout(id, receipt);
         vm.warp(deadline);
         vm.expectRevert(abi.encodeWithSelector(JobMarket.DeadlineNotPassed.selector, deadline));
-        market.claimTimeout(id);
+        market.claimTimeout(id, receipt);
 
         vm.warp(deadline + 1);
-        uint256 slash = (PRICE * SLASH_BPS) / 10_000;
+        uint256 slash = _slash(PRICE);
+        uint256 toClient = _clientShare(slash);
         vm.expectEmit(address(registry));
-        emit ProviderRegistry.ProviderSlashed(provider1, slash, slash);
+        emit ProviderRegistry.ProviderSlashed(provider1, slash, slash, client, toClient);
         vm.expectEmit(address(market));
         emit JobMarket.JobRefunded(id, client, PRICE, slash);
-        vm.prank(stranger); // anyone may claim; the refund goes to the client
-        market.claimTimeout(id);
+        vm.prank(stranger); // anyone holding the receipt may claim; refund and share go to the client
+        market.claimTimeout(id, receipt);
 
         _assertState(id, JobMarket.State.Refunded);
         assertEq(market.balanceOf(client), PRICE);
         assertEq(market.balanceOf(stranger), 0);
+        assertEq(market.lockedStakeOf(provider1), 0);
         assertEq(registry.providerOf(provider1).stake, STAKE - slash);
-        assertEq(registry.providerOf(provider1).slashed, slash);
+        assertEq(registry.providerOf(provider1).slashed, slash - toClient);
+        assertEq(registry.compensationOf(client), toClient);
         assertEq(_assetBalance(address(market)), PRICE);
 
         vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Refunded));
-        market.claimTimeout(id);
+        market.claimTimeout(id, receipt);
         bytes memory s = _signResult(E1_PK, id, _out(1));
         vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Refunded));
         market.submitResult(id, _out(1), s);
         assertEq(market.balanceOf(client), PRICE);
         assertEq(market.balanceOf(provider1), 0);
+
+        // the client takes its share out of the registry
+        uint256 before = _assetBalance(client);
+        vm.prank(client);
+        registry.withdrawCompensation(client);
+        assertEq(_assetBalance(client), before + toClient);
+        assertEq(registry.compensationOf(client), 0);
     }
 
-    function test_claimTimeout_slashCappedByStake() public {
-        uint256 price = 30 ether; // half of it is more than the whole stake
-        JobRequest memory r = _req(price);
-        bytes32 id = _matchWith(client, r, _offer(provider1, price));
-        vm.warp(market.getJob(id).deadline + 1);
+    function test_claimTimeout_withoutReceiptOnlyRefunds() public {
+        bytes32 id = _match(client, provider1);
+        uint40 deadline = market.getJob(id).deadline;
+        vm.warp(deadline + 1);
         vm.expectEmit(address(market));
-        emit JobMarket.JobRefunded(id, client, price, STAKE);
-        market.claimTimeout(id);
-        assertEq(registry.providerOf(provider1).stake, 0);
-        assertEq(market.balanceOf(client), price);
+        emit JobMarket.JobRefunded(id, client, PRICE, 0);
+        vm.prank(client);
+        market.claimTimeout(id, "");
+        assertEq(market.balanceOf(client), PRICE);
+        assertEq(registry.providerOf(provider1).stake, STAKE);
+        assertEq(registry.providerOf(provider1).slashed, 0);
+        assertEq(market.lockedStakeOf(provider1), 0);
     }
 
-    function test_claimTimeout_reachesUnbondingStakeOfExitedProvider() public {
+    /// The provider (or anyone) cannot close a job without its slash before the client had the
+    /// dispute window to present the receipt; after it, anyone can, so no job stays open forever.
+    function test_claimTimeout_withoutReceiptWaitsForTheDisputeWindow() public {
+        bytes32 id = _match(client, provider1);
+        uint40 deadline = market.getJob(id).deadline;
+        vm.warp(deadline + DISPUTE);
+        vm.prank(provider1);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.DisputeWindowOpen.selector, uint64(deadline + DISPUTE)));
+        market.claimTimeout(id, "");
+        vm.warp(deadline + DISPUTE + 1);
+        vm.prank(provider1);
+        market.claimTimeout(id, "");
+        _assertState(id, JobMarket.State.Refunded);
+        assertEq(market.balanceOf(client), PRICE);
+        assertEq(registry.providerOf(provider1).stake, STAKE);
+    }
+
+    function test_claimTimeout_receiptMustBeTheProvidersForThisTask() public {
+        bytes32 id = _match(client, provider1);
+        bytes32 other = _match(client, provider1);
+        vm.warp(market.getJob(id).deadline + 1);
+        JobMarket.Job memory j = market.getJob(id);
+        // another job's receipt, a receipt over another input, the enclave's signature, garbage
+        bytes[] memory bad = new bytes[](3);
+        bad[0] = _inputReceipt(other);
+        bad[1] = sig(P1_PK, market.inputReceiptDigest(id, market.hashTask(keccak256("spec"), keccak256("other"))));
+        bad[2] = sig(E1_PK, market.inputReceiptDigest(id, j.taskHash));
+        for (uint256 i; i < bad.length; ++i) {
+            vm.expectPartialRevert(JobMarket.BadInputReceipt.selector);
+            market.claimTimeout(id, bad[i]);
+        }
+        vm.expectRevert(abi.encodeWithSelector(ECDSA.ECDSAInvalidSignatureLength.selector, 3));
+        market.claimTimeout(id, hex"010203");
+        _assertState(id, JobMarket.State.Accepted);
+    }
+
+    function test_claimTimeout_refundSurvivesAFailingSlash() public {
+        bytes32 id = _match(client, provider1);
+        bytes memory receipt = _inputReceipt(id);
+        vm.warp(market.getJob(id).deadline + 1);
+        // The registry's slash breaks (here: its code replaced by one that always reverts).
+        vm.etch(address(registry), hex"60006000fd");
+        vm.expectEmit(address(market));
+        emit JobMarket.SlashFailed(id, provider1, _slash(PRICE));
+        vm.expectEmit(address(market));
+        emit JobMarket.JobRefunded(id, client, PRICE, 0);
+        market.claimTimeout(id, receipt);
+        assertEq(market.balanceOf(client), PRICE);
+        _assertState(id, JobMarket.State.Refunded);
+    }
+
+    /// Sending too little gas for the slash must not turn a proven timeout into a plain refund.
+    function test_claimTimeout_tooLittleGasForTheSlashReverts() public {
+        bytes32 id = _match(client, provider1);
+        bytes memory receipt = _inputReceipt(id);
+        vm.warp(market.getJob(id).deadline + 1);
+        (bool ok,) = address(market).call{gas: 90_000}(abi.encodeCall(JobMarket.claimTimeout, (id, receipt)));
+        assertFalse(ok);
+        _assertState(id, JobMarket.State.Accepted);
+        assertEq(registry.providerOf(provider1).stake, STAKE);
+        market.claimTimeout(id, receipt);
+        assertEq(registry.providerOf(provider1).stake, STAKE - _slash(PRICE));
+    }
+
+    function test_claimTimeout_exitedProviderStillCoversItsJobs() public {
         bytes32 id = _match(client, provider1);
         vm.prank(provider1);
-        registry.exit(); // tries to run with its stake
-        vm.warp(market.getJob(id).deadline + 1);
-        market.claimTimeout(id);
-        uint256 slash = (PRICE * SLASH_BPS) / 10_000;
+        registry.exit(); // tries to run with its stake: the reserved part stays
+        assertEq(registry.providerOf(provider1).stake, _slash(PRICE));
         (uint96 unbonding,) = registry.unbonding(provider1);
-        assertEq(unbonding, STAKE - slash);
-        assertEq(registry.providerOf(provider1).slashed, slash);
+        assertEq(unbonding, STAKE - _slash(PRICE));
+        bytes memory receipt = _inputReceipt(id);
+        vm.warp(market.getJob(id).deadline + 1);
+        market.claimTimeout(id, receipt);
+        assertEq(registry.providerOf(provider1).stake, 0);
+        (unbonding,) = registry.unbonding(provider1);
+        assertEq(unbonding, STAKE - _slash(PRICE));
+        assertEq(registry.providerOf(provider1).slashed + registry.compensationOf(client), _slash(PRICE));
     }
 
     function test_claimTimeout_wrongState() public {
         bytes32 id = _postPaid(client, _req(PRICE));
         vm.warp(block.timestamp + 1 days);
         vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Posted));
-        market.claimTimeout(id);
+        market.claimTimeout(id, "");
         bytes32 settled = _match(client, provider1);
         _submit(settled, _out(1), E1_PK);
         vm.warp(block.timestamp + 2 days);
         vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, settled, JobMarket.State.Settled));
-        market.claimTimeout(settled);
+        market.claimTimeout(settled, "");
+    }
+
+    // ================================================================== releaseJob
+
+    function test_releaseJob_refundsWithoutSlash() public {
+        bytes32 id = _match(client, provider1);
+        assertEq(market.lockedStakeOf(provider1), _slash(PRICE));
+        vm.expectEmit(address(market));
+        emit JobMarket.JobReleased(id, client, provider1, PRICE);
+        vm.prank(provider1);
+        market.releaseJob(id);
+        _assertState(id, JobMarket.State.Released);
+        assertEq(market.balanceOf(client), PRICE);
+        assertEq(market.lockedStakeOf(provider1), 0);
+        assertEq(registry.providerOf(provider1).stake, STAKE);
+        JobMarket.Job memory j = market.getJob(id);
+        assertEq(j.price, 0);
+        assertEq(j.client, address(0));
+        // final: nothing moves it again
+        bytes memory receipt = _inputReceipt(id);
+        vm.warp(block.timestamp + 3 days);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, id, JobMarket.State.Released));
+        market.claimTimeout(id, receipt);
+    }
+
+    function test_releaseJob_reverts() public {
+        bytes32 id = _match(client, provider1);
+        vm.prank(client);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.NotProvider.selector, client));
+        market.releaseJob(id);
+        vm.prank(provider2);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.NotProvider.selector, provider2));
+        market.releaseJob(id);
+        uint40 deadline = market.getJob(id).deadline;
+        vm.warp(deadline + 1);
+        vm.prank(provider1);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.DeadlinePassed.selector, deadline));
+        market.releaseJob(id);
+        bytes32 posted = _postPaid(client, _req(PRICE));
+        vm.prank(provider1);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.WrongState.selector, posted, JobMarket.State.Posted));
+        market.releaseJob(posted);
     }
 
     // ================================================================== ledger
@@ -1295,7 +1466,7 @@ abstract contract JobMarketCases is Fixture {
     }
 
     function testFuzz_settlementSplitsPriceExactly(uint256 price) public {
-        price = bound(price, 1, 1_000 ether);
+        price = bound(price, 1, (STAKE * 10_000) / SLASH_BPS); // what the stake can cover
         bytes32 id = _matchWith(client, _req(price), _offer(provider1, price));
         _submit(id, _out(1), E1_PK);
         assertEq(market.balanceOf(provider1) + market.feesAccrued(), price);
@@ -1401,14 +1572,8 @@ contract JobMarketERC20Test is JobMarketCases {
 
     function test_deposit_refusesFeeOnTransferToken() public {
         FeeOnTransferERC20 fot = new FeeOnTransferERC20();
-        JobMarket m = new JobMarket(
-            IERC20(address(fot)),
-            IProviderRegistry(address(registry)),
-            IAttestationVerifier(address(verifier)),
-            treasury,
-            FEE_BPS,
-            SLASH_BPS
-        );
+        ProviderRegistry r = _newRegistry(IERC20(address(fot)), MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        JobMarket m = _newMarket(r, IERC20(address(fot)), SLASH_BPS);
         fot.mint(client, 10 ether);
         vm.prank(client);
         fot.approve(address(m), type(uint256).max);

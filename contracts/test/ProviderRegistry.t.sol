@@ -7,6 +7,9 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Fixture} from "./Fixture.sol";
 import {FeeOnTransferERC20} from "./mocks/MockERC20.sol";
 import {ProviderRegistry} from "../src/ProviderRegistry.sol";
+import {JobMarket} from "../src/JobMarket.sol";
+import {IAttestationVerifier} from "../src/interfaces/IAttestationVerifier.sol";
+import {IProviderRegistry} from "../src/interfaces/IProviderRegistry.sol";
 import {PaymentToken} from "../src/PaymentToken.sol";
 
 contract ProviderRegistryTest is Fixture {
@@ -48,7 +51,7 @@ contract ProviderRegistryTest is Fixture {
         assertEq(registry.unbondingDelay(), UNBONDING);
         assertEq(registry.MIN_STAKE(), MIN_STAKE);
         assertEq(registry.owner(), gov);
-        assertEq(registry.market(), address(market));
+        assertEq(registry.MARKET(), address(market));
         assertEq(address(registry.TOKEN()), address(0));
     }
 
@@ -56,12 +59,12 @@ contract ProviderRegistryTest is Fixture {
         vm.expectRevert(
             abi.encodeWithSelector(ProviderRegistry.UnbondingTooShort.selector, MAX_JOB + DISPUTE - 1, MAX_JOB + DISPUTE)
         );
-        new ProviderRegistry(IERC20(address(0)), gov, MIN_STAKE, MAX_JOB, DISPUTE, MAX_JOB + DISPUTE - 1);
+        new ProviderRegistry(IERC20(address(0)), gov, stranger, MIN_STAKE, MAX_JOB, DISPUTE, MAX_JOB + DISPUTE - 1);
     }
 
     function test_constructor_acceptsExactMinimumDelay() public {
         ProviderRegistry r =
-            new ProviderRegistry(IERC20(address(0)), gov, MIN_STAKE, MAX_JOB, DISPUTE, MAX_JOB + DISPUTE);
+            new ProviderRegistry(IERC20(address(0)), gov, stranger, MIN_STAKE, MAX_JOB, DISPUTE, MAX_JOB + DISPUTE);
         assertEq(r.unbondingDelay(), MAX_JOB + DISPUTE);
     }
 
@@ -79,43 +82,79 @@ contract ProviderRegistryTest is Fixture {
         registry.setUnbondingDelay(1 days);
     }
 
+    /// An unbounded delay wrapped in its uint40 field and unlocked at once (finding 6).
+    function test_setUnbondingDelay_revertsTooLong() public {
+        uint64 max = registry.MAX_UNBONDING_DELAY();
+        vm.startPrank(gov);
+        registry.setUnbondingDelay(max);
+        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.UnbondingTooLong.selector, max + 1, max));
+        registry.setUnbondingDelay(max + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.UnbondingTooLong.selector, uint64(1) << 40, max)
+        );
+        registry.setUnbondingDelay(uint64(1) << 40);
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.UnbondingTooLong.selector, max + 1, max));
+        new ProviderRegistry(IERC20(address(0)), gov, stranger, MIN_STAKE, MAX_JOB, DISPUTE, max + 1);
+        // a longest job past the bound cannot be deployed either: its minimum delay is too long
+        vm.expectRevert();
+        new ProviderRegistry(IERC20(address(0)), gov, stranger, MIN_STAKE, max, DISPUTE, max);
+    }
+
     function test_setUnbondingDelay_onlyOwner() public {
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
         registry.setUnbondingDelay(5 days);
     }
 
-    function test_setMarket_onlyOnce() public {
-        vm.prank(gov);
-        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.MarketAlreadySet.selector, address(market)));
-        registry.setMarket(stranger);
-        assertEq(registry.market(), address(market));
-    }
-
-    function test_setMarket_refusesZeroAddress() public {
-        ProviderRegistry r = new ProviderRegistry(IERC20(address(0)), gov, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
-        vm.prank(gov);
+    /// The market is fixed at deployment (finding 2): a registry names it in its constructor and
+    /// the market refuses a registry that names another, so no timeout can fail on the wiring.
+    function test_wiring_fixedAtDeployment() public {
         vm.expectRevert(ProviderRegistry.ZeroAddress.selector);
-        r.setMarket(address(0));
-        assertEq(r.market(), address(0));
+        new ProviderRegistry(IERC20(address(0)), gov, address(0), MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        ProviderRegistry r = _newRegistry(IERC20(address(0)), MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        JobMarket m = _newMarket(r, IERC20(address(token)), SLASH_BPS);
+        assertEq(r.MARKET(), address(m));
+        assertEq(address(m.REGISTRY()), address(r));
+        // r names m: a second market over r is refused, as is one over the fixture's registry
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.RegistryOfAnotherMarket.selector, address(m)));
+        _newMarket(r, IERC20(address(token)), SLASH_BPS);
+        vm.expectRevert(abi.encodeWithSelector(JobMarket.RegistryOfAnotherMarket.selector, address(market)));
+        _newMarket(registry, IERC20(address(token)), SLASH_BPS);
+        // only the market slashes
+        vm.prank(gov);
+        vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.OnlyMarket.selector, gov));
+        r.slash(provider1, 1, client, 0);
     }
 
-    function test_setMarket_onlyOwnerAndEmits() public {
-        ProviderRegistry r = new ProviderRegistry(IERC20(address(0)), gov, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
-        vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
-        r.setMarket(stranger);
+    /// Before its market exists (a deployment that failed half way) stake can still leave.
+    function test_unbondWorksWhileTheMarketIsNotDeployed() public {
+        ProviderRegistry r =
+            new ProviderRegistry(IERC20(address(0)), gov, stranger, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        vm.deal(alice, STAKE);
+        vm.startPrank(alice);
+        r.register{value: STAKE}(bytes("p"), STAKE);
+        r.requestUnbond(1 ether);
+        r.exit();
+        vm.stopPrank();
+        (uint96 amount,) = r.unbonding(alice);
+        assertEq(amount, STAKE);
+    }
 
-        vm.expectEmit(address(r));
-        emit ProviderRegistry.MarketSet(address(market));
+    function test_eligibleStake() public {
+        assertEq(registry.eligibleStake(provider1), STAKE);
         vm.prank(gov);
-        r.setMarket(address(market));
-        assertEq(r.market(), address(market));
+        registry.jail(provider1);
+        assertEq(registry.eligibleStake(provider1), 0);
+        vm.prank(provider2);
+        registry.requestUnbond(STAKE - MIN_STAKE + 1);
+        assertEq(registry.eligibleStake(provider2), 0);
+        assertEq(registry.eligibleStake(stranger), 0);
     }
 
     function test_isEligible_usesDeploymentMinStake() public {
         ProviderRegistry r =
-            new ProviderRegistry(IERC20(address(0)), gov, STAKE + 1, MAX_JOB, DISPUTE, UNBONDING);
+            new ProviderRegistry(IERC20(address(0)), gov, stranger, STAKE + 1, MAX_JOB, DISPUTE, UNBONDING);
         assertEq(r.MIN_STAKE(), STAKE + 1);
         vm.deal(alice, STAKE);
         vm.prank(alice);
@@ -460,17 +499,17 @@ contract ProviderRegistryTest is Fixture {
     function test_slash_onlyMarket() public {
         vm.prank(stranger);
         vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.OnlyMarket.selector, stranger));
-        registry.slash(provider1, 1 ether);
+        registry.slash(provider1, 1 ether, client, 0);
         vm.prank(gov);
         vm.expectRevert(abi.encodeWithSelector(ProviderRegistry.OnlyMarket.selector, gov));
-        registry.slash(provider1, 1 ether);
+        registry.slash(provider1, 1 ether, client, 0);
     }
 
     function test_slash_fromStake() public {
         vm.expectEmit(address(registry));
-        emit ProviderRegistry.ProviderSlashed(provider1, 3 ether, 3 ether);
+        emit ProviderRegistry.ProviderSlashed(provider1, 3 ether, 3 ether, client, 0);
         vm.prank(address(market));
-        uint256 slashed = registry.slash(provider1, 3 ether);
+        uint256 slashed = registry.slash(provider1, 3 ether, client, 0);
         assertEq(slashed, 3 ether);
         assertEq(_stake(provider1), STAKE - 3 ether);
         assertEq(_slashed(provider1), 3 ether);
@@ -480,7 +519,7 @@ contract ProviderRegistryTest is Fixture {
         vm.prank(provider1);
         registry.requestUnbond(6 ether); // stake 4, unbonding 6
         vm.prank(address(market));
-        uint256 slashed = registry.slash(provider1, 7 ether);
+        uint256 slashed = registry.slash(provider1, 7 ether, client, 0);
         assertEq(slashed, 7 ether);
         assertEq(_stake(provider1), 0);
         (uint256 amount,) = _unbonding(provider1);
@@ -492,9 +531,9 @@ contract ProviderRegistryTest is Fixture {
         vm.prank(provider1);
         registry.requestUnbond(6 ether);
         vm.expectEmit(address(registry));
-        emit ProviderRegistry.ProviderSlashed(provider1, 100 ether, STAKE);
+        emit ProviderRegistry.ProviderSlashed(provider1, 100 ether, STAKE, client, 0);
         vm.prank(address(market));
-        uint256 slashed = registry.slash(provider1, 100 ether);
+        uint256 slashed = registry.slash(provider1, 100 ether, client, 0);
         assertEq(slashed, STAKE);
         assertEq(_stake(provider1), 0);
         (uint256 amount,) = _unbonding(provider1);
@@ -512,7 +551,7 @@ contract ProviderRegistryTest is Fixture {
         registry.exit();
         vm.warp(block.timestamp + UNBONDING - 1);
         vm.prank(address(market));
-        assertEq(registry.slash(provider1, 2 ether), 2 ether);
+        assertEq(registry.slash(provider1, 2 ether, client, 0), 2 ether);
         vm.warp(block.timestamp + 1);
         vm.prank(provider1);
         registry.withdrawUnbonded();
@@ -521,7 +560,7 @@ contract ProviderRegistryTest is Fixture {
 
     function test_slash_unknownProviderSlashesNothing() public {
         vm.prank(address(market));
-        assertEq(registry.slash(stranger, 1 ether), 0);
+        assertEq(registry.slash(stranger, 1 ether, client, 0), 0);
         assertEq(_slashed(stranger), 0);
     }
 
@@ -533,19 +572,75 @@ contract ProviderRegistryTest is Fixture {
             registry.requestUnbond(unbond);
         }
         vm.prank(address(market));
-        uint256 slashed = registry.slash(provider1, amount);
+        uint256 slashed = registry.slash(provider1, amount, client, amount / 3);
         (uint256 ub,) = _unbonding(provider1);
         assertEq(slashed, amount < STAKE ? amount : STAKE);
-        assertEq(_stake(provider1) + ub + _slashed(provider1), STAKE);
-        assertEq(address(registry).balance, _stake(provider1) + ub + _slashed(provider1) + STAKE);
+        uint256 comp = registry.compensationOf(client);
+        assertEq(comp, amount / 3 < slashed ? amount / 3 : slashed);
+        assertEq(_stake(provider1) + ub + _slashed(provider1) + comp, STAKE);
+        assertEq(address(registry).balance, _stake(provider1) + ub + _slashed(provider1) + comp + STAKE);
+    }
+
+    function test_slash_splitsBetweenBeneficiaryAndGovernance() public {
+        vm.expectEmit(address(registry));
+        emit ProviderRegistry.ProviderSlashed(provider1, 3 ether, 3 ether, alice, 2 ether);
+        vm.prank(address(market));
+        registry.slash(provider1, 3 ether, alice, 2 ether);
+        assertEq(_stake(provider1), STAKE - 3 ether);
+        assertEq(_slashed(provider1), 1 ether);
+        assertEq(registry.compensationOf(alice), 2 ether);
+        // the beneficiary's share never exceeds what was taken
+        vm.prank(address(market));
+        registry.slash(stranger, 1 ether, alice, 1 ether);
+        assertEq(registry.compensationOf(alice), 2 ether);
+
+        vm.prank(stranger);
+        vm.expectRevert(ProviderRegistry.NothingToWithdraw.selector);
+        registry.withdrawCompensation(stranger);
+        vm.prank(alice);
+        vm.expectRevert(ProviderRegistry.ZeroAddress.selector);
+        registry.withdrawCompensation(address(0));
+        vm.expectEmit(address(registry));
+        emit ProviderRegistry.CompensationWithdrawn(alice, stranger, 2 ether);
+        vm.prank(alice);
+        registry.withdrawCompensation(stranger);
+        assertEq(stranger.balance, 2 ether);
+        assertEq(registry.compensationOf(alice), 0);
+        assertEq(address(registry).balance, 2 * STAKE - 2 ether);
+    }
+
+    /// Stake reserved by open jobs cannot unbond or leave with exit (finding 3).
+    function test_reservedStakeCannotUnbond() public {
+        bytes32 id = _match(client, provider1);
+        uint256 reserved = market.lockedStakeOf(provider1);
+        assertEq(reserved, _slash(PRICE));
+        assertEq(registry.freeStakeOf(provider1), STAKE - reserved);
+        vm.startPrank(provider1);
+        vm.expectRevert(
+            abi.encodeWithSelector(ProviderRegistry.InsufficientStake.selector, STAKE, STAKE - reserved)
+        );
+        registry.requestUnbond(STAKE);
+        registry.requestUnbond(STAKE - reserved);
+        registry.exit();
+        vm.stopPrank();
+        assertEq(_stake(provider1), reserved);
+        // once the job ends, the reservation is free to leave
+        _submit(id);
+        vm.prank(provider1);
+        registry.requestUnbond(reserved);
+        assertEq(_stake(provider1), 0);
+    }
+
+    function _submit(bytes32 id) internal {
+        market.submitResult(id, _out(1), _signResult(E1_PK, id, _out(1)));
     }
 
     // ------------------------------------------------------------------ sweep
 
     function test_sweepSlashed() public {
         vm.startPrank(address(market));
-        registry.slash(provider1, 2 ether);
-        registry.slash(provider2, 3 ether);
+        registry.slash(provider1, 2 ether, client, 0);
+        registry.slash(provider2, 3 ether, client, 0);
         vm.stopPrank();
         address[] memory ps = new address[](2);
         ps[0] = provider1;
@@ -566,7 +661,7 @@ contract ProviderRegistryTest is Fixture {
 
     function test_sweepSlashed_onlyOwner() public {
         vm.prank(address(market));
-        registry.slash(provider1, 2 ether);
+        registry.slash(provider1, 2 ether, client, 0);
         address[] memory ps = new address[](1);
         ps[0] = provider1;
         vm.prank(stranger);
@@ -576,7 +671,7 @@ contract ProviderRegistryTest is Fixture {
 
     function test_sweepSlashed_listingTwiceDoesNotPayTwice() public {
         vm.prank(address(market));
-        registry.slash(provider1, 2 ether);
+        registry.slash(provider1, 2 ether, client, 0);
         address[] memory ps = new address[](2);
         ps[0] = provider1;
         ps[1] = provider1;
@@ -643,7 +738,7 @@ contract ProviderRegistryERC20Test is Fixture {
 
     function test_sweepSlashed_tokens() public {
         vm.prank(address(market));
-        registry.slash(provider2, 4 ether);
+        registry.slash(provider2, 4 ether, client, 0);
         address[] memory ps = new address[](1);
         ps[0] = provider2;
         vm.prank(gov);
@@ -653,7 +748,8 @@ contract ProviderRegistryERC20Test is Fixture {
 
     function test_register_refusesFeeOnTransferToken() public {
         FeeOnTransferERC20 fot = new FeeOnTransferERC20();
-        ProviderRegistry r = new ProviderRegistry(IERC20(address(fot)), gov, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
+        ProviderRegistry r =
+            new ProviderRegistry(IERC20(address(fot)), gov, stranger, MIN_STAKE, MAX_JOB, DISPUTE, UNBONDING);
         fot.mint(alice, 100 ether);
         vm.prank(alice);
         fot.approve(address(r), type(uint256).max);

@@ -33,17 +33,16 @@ contract ReentrancyERC20Test is TestBase {
         provider = makeAddr("provider");
         evil = new ReentrantERC20();
         verifier = new AttestationVerifier(gov, false);
-        registry = new ProviderRegistry(IERC20(address(evil)), gov, 1 ether, 1 days, 1 days, 3 days);
+        registry = new ProviderRegistry(IERC20(address(evil)), gov, _createdAfterNext(), 1 ether, 1 days, 1 days, 3 days);
         market = new JobMarket(
             IERC20(address(evil)),
             IProviderRegistry(address(registry)),
             IAttestationVerifier(address(verifier)),
             treasury,
             250,
+            5_000,
             5_000
         );
-        vm.prank(gov);
-        registry.setMarket(address(market));
 
         evil.mint(client, 100 ether);
         evil.mint(provider, 100 ether);
@@ -104,10 +103,11 @@ contract ReentrancyERC20Test is TestBase {
         // a market whose treasury is the token, with fees to take
         JobMarket m = new JobMarket(
             IERC20(address(evil)),
-            IProviderRegistry(address(registry)),
+            IProviderRegistry(address(_freshRegistry())),
             IAttestationVerifier(address(verifier)),
             address(evil),
             250,
+            5_000,
             5_000
         );
         vm.store(address(m), bytes32(uint256(_feesSlot())), bytes32(uint256(1 ether)));
@@ -121,14 +121,19 @@ contract ReentrancyERC20Test is TestBase {
         assertEq(evil.balanceOf(address(m)), 1 ether);
     }
 
+    function _freshRegistry() internal returns (ProviderRegistry) {
+        return new ProviderRegistry(IERC20(address(evil)), gov, _createdAfterNext(), 1 ether, 1 days, 1 days, 3 days);
+    }
+
     /// @dev Finds JobMarket.feesAccrued's storage slot by probing (no storage layout file here).
     function _feesSlot() internal returns (uint256) {
         JobMarket probe = new JobMarket(
             IERC20(address(evil)),
-            IProviderRegistry(address(registry)),
+            IProviderRegistry(address(_freshRegistry())),
             IAttestationVerifier(address(verifier)),
             treasury,
             250,
+            5_000,
             5_000
         );
         for (uint256 slot; slot < 16; ++slot) {
@@ -186,9 +191,19 @@ contract ReentrancyERC20Test is TestBase {
         assertEq(evil.balanceOf(p2), 5 ether);
     }
 
+    function test_withdrawCompensation_reenteringFails() public {
+        vm.prank(address(market));
+        registry.slash(provider, 4 ether, client, 3 ether);
+        evil.arm(address(registry), abi.encodeCall(ProviderRegistry.withdrawCompensation, (client)));
+        vm.prank(client);
+        _expectGuard();
+        registry.withdrawCompensation(client);
+        assertEq(registry.compensationOf(client), 3 ether);
+    }
+
     function test_sweepSlashed_reenteringFails() public {
         vm.prank(address(market));
-        registry.slash(provider, 4 ether);
+        registry.slash(provider, 4 ether, client, 0);
         address[] memory ps = new address[](1);
         ps[0] = provider;
         evil.arm(address(registry), abi.encodeCall(ProviderRegistry.withdrawUnbonded, ()));
@@ -216,17 +231,16 @@ contract ReentrancyNativeTest is TestBase {
         treasury = makeAddr("treasury");
         victim = makeAddr("victim");
         verifier = new AttestationVerifier(gov, false);
-        registry = new ProviderRegistry(IERC20(address(0)), gov, 1 ether, 1 days, 1 days, 3 days);
+        registry = new ProviderRegistry(IERC20(address(0)), gov, _createdAfterNext(), 1 ether, 1 days, 1 days, 3 days);
         market = new JobMarket(
             IERC20(address(0)),
             IProviderRegistry(address(registry)),
             IAttestationVerifier(address(verifier)),
             treasury,
             250,
+            5_000,
             5_000
         );
-        vm.prank(gov);
-        registry.setMarket(address(market));
         attacker = new ReentrantReceiver();
         vm.deal(address(attacker), 10 ether);
         vm.deal(victim, 40 ether);

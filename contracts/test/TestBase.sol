@@ -33,6 +33,11 @@ interface Vm {
     function etch(address target, bytes calldata newRuntimeBytecode) external;
     function store(address target, bytes32 slot, bytes32 value) external;
     function load(address target, bytes32 slot) external view returns (bytes32);
+    function getNonce(address account) external view returns (uint64 nonce);
+    function computeCreateAddress(address deployer, uint256 nonce) external pure returns (address);
+    function mockCallRevert(address callee, bytes calldata data, bytes calldata revertData) external;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
 }
 
 /// @notice A minimal test base: cheatcodes, assertions that revert on failure, helpers.
@@ -135,6 +140,12 @@ abstract contract TestBase {
         uint256 size = hi - lo + 1;
         if (size == 0) return x; // full range
         return lo + (x % size);
+    }
+
+    /// @dev The address of the contract this test creates after the next one: a registry
+    /// created next names the market created right after it.
+    function _createdAfterNext() internal view returns (address) {
+        return vm.computeCreateAddress(address(this), vm.getNonce(address(this)) + 1);
     }
 
     function sig(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {

@@ -199,6 +199,13 @@ class Action(_Body):
 
 class AcceptJob(Action):
     enclave_key: AddressText = Field(description="Address of the enclave key to bind to the job")
+    min_duration: int = Field(
+        default=600,
+        ge=0,
+        le=2**64 - 1,
+        description="Seconds the provider needs at least: acceptJob refuses a closer deadline, "
+        "so an accept that waited long to be mined cannot leave a job there is no time for",
+    )
 
 
 class ClaimTimeout(Action):
@@ -256,9 +263,11 @@ class OfferBody(_Body):
     """JobMarket's Offer struct: a provider's signed quote."""
 
     provider: AddressText
+    enclave_key: AddressText = Field(description="The attested enclave key that runs the job")
     tee_kind: Uint8
     measurement: Bytes32
     price: Uint256
+    min_duration: Uint64 = Field(description="Seconds the provider needs at least")
     max_duration: Uint64
     valid_until: Uint64
     request_hash: Bytes32 = Field(description="The quoted request's hash; zero: standing offer")
@@ -268,9 +277,11 @@ class OfferBody(_Body):
     def of(cls, offer: Offer) -> OfferBody:
         return cls(
             provider=offer.provider,
+            enclave_key=offer.enclave_key,
             tee_kind=offer.tee_kind,
             measurement=_hex(offer.measurement),
             price=str(offer.price),
+            min_duration=str(offer.min_duration),
             max_duration=str(offer.max_duration),
             valid_until=str(offer.valid_until),
             request_hash=_hex(offer.request_hash),
@@ -280,9 +291,11 @@ class OfferBody(_Body):
     def to_offer(self) -> Offer:
         return Offer(
             to_checksum_address(self.provider),
+            to_checksum_address(self.enclave_key),
             self.tee_kind,
             bytes.fromhex(self.measurement[2:]),
             int(self.price),
+            int(self.min_duration),
             int(self.max_duration),
             int(self.valid_until),
             bytes.fromhex(self.request_hash[2:]),

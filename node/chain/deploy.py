@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
+from web3.types import Nonce
+from web3.utils import get_create_address
 
 from node.chain.client import ChainClient
+from node.chain.errors import ChainError
 
 NATIVE_TOKEN = "0x0000000000000000000000000000000000000000"
 
@@ -21,7 +24,8 @@ class MarketConfig:
     dispute_window: int = 24 * 3600
     unbonding_delay: int = 3 * 24 * 3600
     fee_bps: int = 100
-    slash_bps: int = 10_000
+    slash_bps: int = 10_000  # stake reserved per job and slashed on a proven timeout, of the price
+    slash_client_bps: int = 5_000  # the let-down client's share of a slash
     sim_allowed: bool = False
 
 
@@ -44,24 +48,28 @@ def deploy_market(
     governance: str | None = None,
     treasury: str | None = None,
 ) -> Deployment:
-    """Deploy the three contracts and give the registry its market.
+    """Deploy the three contracts, the registry wired to the market at deployment.
 
-    The deployer must be the registry's governance for the wiring step; pass another
-    `governance` only when it will call `setMarket` itself.
+    The registry names its market in its constructor: the address the deployer's next
+    contract creation will get. The market's constructor refuses a registry that names
+    another address, so a deployment either wires the two to each other or fails.
     """
     gov = governance or deployer.address
     fees_to = treasury or gov
+    verifier, _ = client.deploy("AttestationVerifier", deployer, gov, config.sim_allowed)
+    nonce = client.w3.eth.get_transaction_count(deployer.address, "pending")
+    predicted_market = get_create_address(deployer.address, Nonce(nonce + 1))
     registry, _ = client.deploy(
         "ProviderRegistry",
         deployer,
         config.token,
         gov,
+        predicted_market,
         config.min_stake,
         config.max_job_duration,
         config.dispute_window,
         config.unbonding_delay,
     )
-    verifier, _ = client.deploy("AttestationVerifier", deployer, gov, config.sim_allowed)
     market, receipt = client.deploy(
         "JobMarket",
         deployer,
@@ -71,13 +79,11 @@ def deploy_market(
         fees_to,
         config.fee_bps,
         config.slash_bps,
+        config.slash_client_bps,
     )
-    if gov == deployer.address:
-        client.transact(
-            "ProviderRegistry",
-            client.contract("ProviderRegistry", registry).functions.setMarket(market),
-            deployer,
-        )
+    if market.lower() != predicted_market.lower():
+        # The market's constructor checks this; a mismatch here means it did not run as ours.
+        raise ChainError(f"market deployed at {market}, registry expects {predicted_market}")
     return Deployment(
         chain_id=client.chain_id,
         registry=registry,

@@ -1,6 +1,6 @@
-"""`make demo` for now: start anvil, deploy the three contracts, print their addresses.
-
-Later issues grow this into the full job end to end.
+"""Devnet tools: seed a provider (stake, an allowed kind and measurement, a registered key),
+quote and match; `python -m node.chain.devnet` deploys the contracts to a fresh anvil and
+prints them. The committee here signs without evidence: tests, benches and devnets only.
 """
 
 from __future__ import annotations
@@ -92,18 +92,21 @@ def quote(
     price: int,
     request_hash: bytes,
     nonce: int,
+    min_duration: int = 60,
     max_duration: int = 1800,
     valid_for: int = 600,
 ) -> tuple[Offer, bytes]:
-    """The provider's signed offer for its registered kind and measurement.
+    """The provider's signed offer for its registered key, kind and measurement.
 
     `request_hash` binds it to one client's request (JobRequest.request_hash); zero bytes
     make it a standing offer."""
     offer = Offer(
         provider=seeded.account.address,
+        enclave_key=seeded.enclave.address,
         tee_kind=seeded.tee_kind,
         measurement=seeded.measurement,
         price=price,
+        min_duration=min_duration,
         max_duration=max_duration,
         valid_until=market.latest_timestamp() + valid_for,
         request_hash=request_hash,
@@ -119,6 +122,7 @@ def match_quoted(
     request: JobRequest,
     *,
     price: int,
+    min_duration: int = 60,
     max_duration: int = 1800,
 ) -> TxReceipt:
     """The provider quotes exactly this request of this client, and the client pays."""
@@ -128,6 +132,7 @@ def match_quoted(
         price=price,
         request_hash=request.request_hash(client.address),
         nonce=request.nonce,
+        min_duration=min_duration,
         max_duration=max_duration,
     )
     return market.match_job(client, request, offer, signature)

@@ -14,6 +14,7 @@ from node.chain.client import ChainClient
 from node.chain.deploy import Deployment
 from node.chain.typed_data import (
     Eip712Domain,
+    InputReceipt,
     JobRequest,
     KeyAttestation,
     Offer,
@@ -31,6 +32,7 @@ class JobState(IntEnum):
     SETTLED = 3
     REFUNDED = 4
     CANCELLED = 5
+    RELEASED = 6
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class OnChainJob:
     tee_kinds: int
     min_tcb_status: int
     measurement_id: int
-    input_hash: bytes
+    task_hash: bytes  # hashStruct(Task{specHash, inputHash})
 
 
 class Market:
@@ -128,9 +130,26 @@ class Market:
         fn = self.market.functions.submitResults(job_ids, output_hashes, signature)
         return self.client.transact("JobMarket", fn, sender)
 
-    def accept_job(self, provider: LocalAccount, job_id: bytes, enclave_key: str) -> TxReceipt:
-        fn = self.market.functions.acceptJob(job_id, enclave_key)
+    def accept_job(
+        self, provider: LocalAccount, job_id: bytes, enclave_key: str, min_duration: int
+    ) -> TxReceipt:
+        """Take a posted job with `enclave_key`; refused if less than `min_duration` is left."""
+        fn = self.market.functions.acceptJob(job_id, enclave_key, min_duration)
         return self.client.transact("JobMarket", fn, provider)
+
+    def release_job(self, provider: LocalAccount, job_id: bytes) -> TxReceipt:
+        """Give an accepted job back before its deadline: full refund, no slash."""
+        fn = self.market.functions.releaseJob(job_id)
+        return self.client.transact("JobMarket", fn, provider)
+
+    def sign_input_receipt(
+        self, provider: LocalAccount, job_id: bytes, spec_hash: bytes, input_hash: bytes
+    ) -> bytes:
+        """The provider's signature over InputReceipt{jobId, Task}: its acknowledgement that
+        the job's sealed input arrived, which `claim_timeout` needs to slash it."""
+        return sign_message(
+            self.market_domain, InputReceipt(job_id, spec_hash, input_hash), provider.key
+        )
 
     # ------------------------------------------------------------------ clients
 
@@ -153,13 +172,23 @@ class Market:
         fn = self.market.functions.postJob(request.as_abi_tuple())
         return self.client.transact("JobMarket", fn, client, value=self._native(request.max_price))
 
-    def claim_timeout(self, sender: LocalAccount, job_id: bytes) -> TxReceipt:
-        fn = self.market.functions.claimTimeout(job_id)
+    def claim_timeout(
+        self, sender: LocalAccount, job_id: bytes, input_receipt: bytes = b""
+    ) -> TxReceipt:
+        """After the deadline: refund; with the provider's input receipt also slash it.
+
+        Without a receipt only the client may claim until the dispute window has passed."""
+        fn = self.market.functions.claimTimeout(job_id, input_receipt)
         return self.client.transact("JobMarket", fn, sender)
 
     def withdraw(self, account: LocalAccount, amount: int, to: str | None = None) -> TxReceipt:
         fn = self.market.functions.withdraw(amount, to or account.address)
         return self.client.transact("JobMarket", fn, account)
+
+    def withdraw_compensation(self, account: LocalAccount, to: str | None = None) -> TxReceipt:
+        """Take the client's shares of slashes out of the registry."""
+        fn = self.registry.functions.withdrawCompensation(to or account.address)
+        return self.client.transact("ProviderRegistry", fn, account)
 
     # ------------------------------------------------------------------ views
 
@@ -181,7 +210,7 @@ class Market:
             tee_kinds=raw[5],
             min_tcb_status=raw[6],
             measurement_id=raw[7],
-            input_hash=bytes(raw[8]),
+            task_hash=bytes(raw[8]),
         )
 
     def latest_timestamp(self) -> int:
@@ -193,6 +222,19 @@ class Market:
 
     def fees_accrued(self) -> int:
         return int(self.client.call("JobMarket", self.market.functions.feesAccrued()))
+
+    def locked_stake_of(self, provider: str) -> int:
+        """Stake the provider's open jobs reserve (and a proven timeout would slash)."""
+        return int(self.client.call("JobMarket", self.market.functions.lockedStakeOf(provider)))
+
+    def stake_of(self, provider: str) -> int:
+        raw = self.client.call("ProviderRegistry", self.registry.functions.providerOf(provider))
+        return int(raw[0])
+
+    def compensation_of(self, client: str) -> int:
+        """The client's shares of slashes, waiting in the registry."""
+        fn = self.registry.functions.compensationOf(client)
+        return int(self.client.call("ProviderRegistry", fn))
 
     def _native(self, amount: int) -> int:
         """The msg.value to send: the amount itself when the market pays in native currency."""

@@ -1,6 +1,6 @@
 """EIP-712 messages of the market, hashed exactly as the contracts hash them.
 
-The receipts (Result, ResultBatch) and the committee's KeyAttestation live in proofs/,
+The receipts (Result, ResultBatch, InputReceipt) and the committee's KeyAttestation live in proofs/,
 which clients and verifiers use without a node; this module adds the market's own
 messages, Offer and JobRequest, and one way to digest and sign any of them. Tests check
 every digest against the contracts' own views and against eth-account's encoder.
@@ -16,6 +16,7 @@ from eth_utils.crypto import keccak
 
 from proofs.receipts import (
     Eip712Domain,
+    InputReceipt,
     KeyAttestation,
     Result,
     ResultBatch,
@@ -23,12 +24,14 @@ from proofs.receipts import (
     job_market_domain,
     measurement_word,
     sign_digest,
+    task_hash,
     typed_data_digest,
 )
 from proofs.receipts import attestation_verifier_domain as verifier_domain
 
 __all__ = [
     "Eip712Domain",
+    "InputReceipt",
     "JobRequest",
     "KeyAttestation",
     "Offer",
@@ -41,6 +44,7 @@ __all__ = [
     "job_market_domain",
     "key_attestation_abi",
     "sign_message",
+    "task_hash",
     "verifier_domain",
 ]
 
@@ -107,16 +111,24 @@ class TypedMessage:
 @dataclass(frozen=True)
 class Offer(TypedMessage):
     """A provider's quote; `request_hash` zero makes it a standing offer for any one request,
-    otherwise it binds the quote to one client's exact request (JobRequest.request_hash)."""
+    otherwise it binds the quote to one client's exact request (JobRequest.request_hash).
+
+    `enclave_key` is the attested key (of `tee_kind` and `measurement`) that will run the job;
+    the match checks it stays valid through the deadline. `min_duration` is the least time the
+    provider needs: a match that leaves less before the deadline is refused, so a provider is
+    never set up to miss a deadline it could not meet. `max_duration` caps the deadline."""
 
     TYPE: ClassVar[str] = (
-        "Offer(address provider,uint8 teeKind,bytes32 measurement,uint256 price,"
-        "uint64 maxDuration,uint64 validUntil,bytes32 requestHash,uint256 nonce)"
+        "Offer(address provider,address enclaveKey,uint8 teeKind,bytes32 measurement,"
+        "uint256 price,uint64 minDuration,uint64 maxDuration,uint64 validUntil,"
+        "bytes32 requestHash,uint256 nonce)"
     )
     provider: str
+    enclave_key: str
     tee_kind: int
     measurement: bytes
     price: int
+    min_duration: int
     max_duration: int
     valid_until: int
     request_hash: bytes
@@ -151,6 +163,12 @@ class JobRequest(TypedMessage):
     def request_hash(self, client: str) -> bytes:
         """What a quote binds to: keccak256(abi.encode(client, hashStruct(request)))."""
         return keccak(encode(["address", "bytes32"], [client, self.hash_struct()]))
+
+    @property
+    def task_hash(self) -> bytes:
+        """hashStruct(Task{specHash, inputHash}): what the job keeps, and what the enclave's
+        Result and the provider's InputReceipt sign."""
+        return task_hash(self.spec_hash, self.input_hash)
 
 
 def job_id_for(client: str, nonce: int) -> bytes:

@@ -138,6 +138,14 @@ def to_state_change(entry: DecodedLog) -> sc.StateChange | None:
                 refund=f["refund"],
                 slashed=f["slashed"],
             )
+        case "JobReleased":
+            return sc.JobReleased(
+                *base,
+                job_id=to_job_id(f["jobId"]),
+                client=Address(f["client"]),
+                provider=Address(f["provider"]),
+                refund=f["refund"],
+            )
         case "JobCancelled":
             return sc.JobCancelled(
                 *base, job_id=to_job_id(f["jobId"]), client=Address(f["client"]), refund=f["refund"]

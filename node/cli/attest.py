@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from proofs.collateral_directory import CollateralDirectory
-from proofs.errors import ProofError
+from proofs.errors import PolicyInvalid, ProofError
 from proofs.evidence import verify_evidence
 from proofs.policy import Policy, Verdict, evaluate
 
@@ -96,7 +96,7 @@ def verify(
         policy = (
             Policy.from_mapping(json.loads(policy_file.read_text())) if policy_file else Policy()
         )
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, OSError, PolicyInvalid) as exc:
         raise _fail(f"bad option: {exc}", 2) from exc
 
     try:

@@ -100,7 +100,10 @@ class DaemonApiBackend:
             match action:
                 case AcceptJob():
                     return sc.AcceptJobRequested(
-                        request_id, to_job_id(_required(job_id)), to_address(action.enclave_key)
+                        request_id,
+                        to_job_id(_required(job_id)),
+                        to_address(action.enclave_key),
+                        action.min_duration,
                     )
                 case ClaimTimeout():
                     return sc.ClaimTimeoutRequested(request_id, to_job_id(_required(job_id)))

@@ -3,7 +3,8 @@
 A backend measures workloads and creates instances. An instance generates its keys inside
 itself, produces evidence whose report data is `proofs.binding`'s, and runs jobs: it opens the
 sealed input, runs the workload under limits, seals the output to the client's key and signs
-the EIP-712 Result receipt. Nothing it returns holds a private key or plaintext; the caller
+the EIP-712 Result receipt over the spec it ran (its measurement and the job's arguments) and
+the input it read. Nothing it returns holds a private key or plaintext; the caller
 hands it ciphertext in and gets ciphertext out.
 
 Which evidence an instance produces is the attester's business: `sim` (INSECURE, host-key
@@ -61,7 +62,7 @@ from node.enclave.workloads import (
 )
 from proofs.binding import KeyBinding
 from proofs.claims import TeeKind
-from proofs.receipts import Result
+from proofs.receipts import Result, workload_spec_hash
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,10 @@ class SandboxInstance:
         if report.failure is not None:
             return _failed(spec, input_hash, report.failure, report.usage, report.exit_code)
         output_hash = output.finish()
-        result = Result(spec.job_id, spec.provider, input_hash, output_hash)
+        # The spec hash is computed here from what ran, not taken from the host: a result of
+        # another image or other arguments cannot settle the job the client asked for.
+        spec_hash = workload_spec_hash(self._measurement, spec.args)
+        result = Result(spec.job_id, spec.provider, spec_hash, input_hash, output_hash)
         signature = self._keys.sign_result(spec.receipt_domain, result)
         return JobOutcome(
             job_id=spec.job_id,

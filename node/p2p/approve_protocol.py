@@ -111,7 +111,9 @@ class ApprovalResponder(Protocol):
 
 def serve_approvals(host: P2PHost, responder: ApprovalResponder, *, deadline_s: float) -> None:
     async def handle(peer: PeerId, stream: FramedStream) -> None:
-        request = ApprovalRequest.from_json(decode_object(await stream.read_frame(MAX_REQUEST_FRAME)))
+        request = ApprovalRequest.from_json(
+            decode_object(await stream.read_frame(MAX_REQUEST_FRAME))
+        )
         try:
             answer = await responder.approve(peer, request)
         except RemoteRefused as refusal:

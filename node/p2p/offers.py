@@ -1,7 +1,9 @@
 """Offer listings: what a provider gossips, signed so that no relay can alter any of it.
 
 A listing carries the provider's EIP-712 `Offer` with its signature, exactly what
-`JobMarket.matchJob` checks, plus what the contract does not need but a client matches on
+`JobMarket.matchJob` checks (the enclave key that will run the job, its kind and measurement,
+the price and the least and most time the provider takes), plus what the contract does not
+need but a client matches on
 (cores, memory, GPU, TCB status, region) and the provider's libp2p peer id. A second
 signature by the same provider key covers all of that, tagged and scoped to one chain and
 market, so a relay can neither swap the peer id (to intercept evidence and quotes) nor
@@ -247,6 +249,12 @@ class OfferListing:
             raise OfferRejected("not_standing", "a gossiped offer must not name a request")
         if self.offer.tee_kind not in TeeKind.__members__.values():
             raise OfferRejected("malformed", f"unknown TEE kind {self.offer.tee_kind}")
+        if self.offer.min_duration > self.offer.max_duration:
+            raise OfferRejected(
+                "malformed",
+                f"minimum duration {self.offer.min_duration} s exceeds the maximum "
+                f"{self.offer.max_duration} s: no job could be matched to it",
+            )
         if not self.signed_offer.signed_by_provider(chain_id, market):
             raise OfferRejected("bad_signature", "EIP-712 offer signature is not the provider's")
         try:

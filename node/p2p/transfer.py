@@ -298,6 +298,7 @@ def _receipt_to_json(result: SealedResult) -> dict[str, object]:
     return {
         "jobId": hex_of(r.job_id),
         "provider": r.provider,
+        "specHash": hex_of(r.spec_hash),
         "inputHash": hex_of(r.input_hash),
         "outputHash": hex_of(r.output_hash),
         "signature": hex_of(result.receipt_signature),
@@ -309,6 +310,7 @@ def _receipt_from_json(obj: JsonObject) -> tuple[Result, bytes]:
         Result(
             job_id=read_hex(obj, "jobId", 32),
             provider=read_str(obj, "provider", 42),
+            spec_hash=read_hex(obj, "specHash", 32),
             input_hash=read_hex(obj, "inputHash", 32),
             output_hash=read_hex(obj, "outputHash", 32),
         ),

@@ -84,6 +84,16 @@ class JobRefunded(ChainEvent):
 
 
 @dataclass(frozen=True)
+class JobReleased(ChainEvent):
+    """The provider gave the job back before its deadline: full refund, no slash."""
+
+    job_id: JobId
+    client: Address
+    provider: Address
+    refund: int
+
+
+@dataclass(frozen=True)
 class JobCancelled(ChainEvent):
     job_id: JobId
     client: Address
@@ -133,6 +143,7 @@ class CliAction(StateChange):
 class AcceptJobRequested(CliAction):
     job_id: JobId
     enclave_key: Address
+    min_duration: int  # seconds the provider needs at least: acceptJob refuses a closer deadline
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from eth_utils.crypto import keccak
-
 from node.chain.typed_data import JobRequest, Offer, TypedMessage
 from node.state import changes as sc
 from node.state.effects import (
@@ -44,7 +42,8 @@ from node.state.shared import (
     tx_action,
     tx_job,
 )
-from node.state.values import Address, Hash32, JobId, effect_id
+from node.state.values import Address, Hash32, JobId, effect_id, to_hash32
+from proofs.receipts import workload_spec_hash
 
 # Once matchJob is on its way, money may move: only the chain (or the deadline) ends the job.
 _ON_CHAIN = frozenset(
@@ -53,16 +52,16 @@ _ON_CHAIN = frozenset(
 _REFUNDABLE = frozenset({JobStatus.ASSIGNED, JobStatus.DELIVERED})
 
 
-def spec_hash(workload: str, measurement: Hash32) -> Hash32:
-    """What the client asks to run: the workload kind and its measurement."""
-    return Hash32("0x" + keccak(workload.encode() + b":" + bytes.fromhex(measurement[2:])).hex())
+def spec_hash(measurement: Hash32) -> Hash32:
+    """What the client asks to run, as the enclave will compute it from what it runs."""
+    return to_hash32(workload_spec_hash(bytes.fromhex(measurement[2:]), ()))
 
 
 def job_request(job: Job, input_hash: Hash32, deadline: int) -> dict[str, Any]:
     """The EIP-712 JobRequest (camelCase names, bytes as 0x hex) matchJob will carry."""
     assert job.measurement is not None
     return {
-        "specHash": spec_hash(job.workload, job.measurement),
+        "specHash": spec_hash(job.measurement),
         "inputHash": input_hash,
         "teeKinds": job.tee_kinds,
         "measurement": job.measurement,
@@ -371,16 +370,19 @@ def handle_claim_timeout(me: Identity, view: StateView, change: sc.ClaimTimeoutR
 
 
 def _claim(job: Job, why: str) -> Step:
+    # With the provider's input receipt the claim also slashes it: it had what it needed.
     send = SendTransaction(
         effect_id("claimTimeout", job.job_id),
         "claimTimeout",
-        json.dumps([job.job_id]),
+        json.dumps([job.job_id, job.receipt or "0x"]),
         0,
     )
     return Step(jobs=(replace(job, error=f"claiming the refund: {why}"),), effects=(send,))
 
 
-def handle_job_refunded(me: Identity, view: StateView, change: sc.JobRefunded) -> Step:
+def handle_job_refunded(
+    me: Identity, view: StateView, change: sc.JobRefunded | sc.JobReleased
+) -> Step:
     job = view.get(change.job_id)
     if job is None or change.client != me.address:
         return NO_STEP
@@ -444,6 +446,7 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
     sc.ClaimTimeoutRequested: handle_claim_timeout,
     sc.CancelJobRequested: handle_cancel_job,
     sc.JobRefunded: handle_job_refunded,
+    sc.JobReleased: handle_job_refunded,
     sc.JobCancelled: handle_job_cancelled,
     sc.TxConfirmed: handle_tx_confirmed,
     sc.TxReverted: handle_tx_reverted,

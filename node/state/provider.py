@@ -421,7 +421,7 @@ def handle_accept_job(me: Identity, view: StateView, change: sc.AcceptJobRequest
     send = SendTransaction(
         effect_id("acceptJob", change.job_id),
         "acceptJob",
-        json.dumps([change.job_id, change.enclave_key]),
+        json.dumps([change.job_id, change.enclave_key, change.min_duration]),
         0,
     )
     accepting = replace(known, status=JobStatus.ACCEPTING, enclave_key=change.enclave_key)
@@ -469,7 +469,9 @@ def handle_input_received(me: Identity, view: StateView, change: sc.InputReceive
         job.deadline,
         change.enclave_key,
     )
-    return Step(jobs=(running,), effects=(start,), reply=json.dumps({"ok": True}))
+    # The input server signs the InputReceipt over exactly the job's on-chain task.
+    reply = json.dumps({"spec_hash": job.spec_hash, "input_hash": job.input_hash})
+    return Step(jobs=(running,), effects=(start,), reply=reply)
 
 
 def handle_job_executed(me: Identity, view: StateView, change: sc.JobExecuted) -> Step:
@@ -557,10 +559,15 @@ def handle_job_execution_failed(
     if job is None or job.status is not JobStatus.RUNNING:
         return Step(settled=(stopped,))
     failed = replace(job, status=JobStatus.FAILED, error=change.reason)
+    # Give the job back at once: the client is refunded now instead of at the deadline, the
+    # reserved stake is freed, and no timeout can slash a job given back in time.
+    release = SendTransaction(
+        effect_id("releaseJob", change.job_id), "releaseJob", json.dumps([change.job_id]), 0
+    )
     facts, publish = _publish_all(
         me, view.facts, view.enclave_keys.values(), _with(view.values(), failed)
     )
-    return Step(jobs=(failed,), facts=facts, effects=publish, settled=(stopped,))
+    return Step(jobs=(failed,), facts=facts, effects=(release, *publish), settled=(stopped,))
 
 
 def handle_job_settled(me: Identity, view: StateView, change: sc.JobSettled) -> Step:
@@ -597,11 +604,18 @@ def handle_job_settled(me: Identity, view: StateView, change: sc.JobSettled) -> 
     return Step(jobs=(settled_job,), facts=facts, effects=tuple(effects), settled=done)
 
 
-def handle_job_refunded(me: Identity, view: StateView, change: sc.JobRefunded) -> Step:
+def handle_job_refunded(
+    me: Identity, view: StateView, change: sc.JobRefunded | sc.JobReleased
+) -> Step:
     job = view.get(change.job_id)
     if job is None or job.provider != me.address:
         return NO_STEP
-    dropped = drop_pending(view, change.job_id, "job refunded after its deadline")
+    released = effect_id("releaseJob", change.job_id)
+    why = "job given back" if isinstance(change, sc.JobReleased) else "job refunded"
+    dropped = (
+        Settlement(released, True),
+        *drop_pending(view, change.job_id, why, keep=released),
+    )
     refunded = replace(job, status=JobStatus.REFUNDED)
     facts, publish = _publish_all(
         me, view.facts, view.enclave_keys.values(), _with(view.values(), refunded)
@@ -675,6 +689,7 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
     sc.BatchSigned: handle_batch_signed,
     sc.JobSettled: handle_job_settled,
     sc.JobRefunded: handle_job_refunded,
+    sc.JobReleased: handle_job_refunded,
     sc.JobCancelled: handle_job_cancelled,
     sc.TxConfirmed: handle_tx_confirmed,
     sc.TxReverted: handle_tx_reverted,

@@ -77,6 +77,7 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
     sc.JobAccepted: ignore,
     sc.JobSettled: ignore,
     sc.JobRefunded: ignore,
+    sc.JobReleased: ignore,
     sc.JobCancelled: ignore,
 }
 

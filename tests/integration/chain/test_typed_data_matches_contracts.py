@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from node.chain.market import Market
 from node.chain.typed_data import (
+    InputReceipt,
     JobRequest,
     KeyAttestation,
     Offer,
@@ -18,6 +19,7 @@ from node.chain.typed_data import (
     batch_root,
     digest_of,
     key_attestation_abi,
+    task_hash,
 )
 
 words = st.binary(min_size=32, max_size=32)
@@ -26,7 +28,9 @@ uint64s = st.integers(min_value=0, max_value=2**64 - 1)
 uint256s = st.integers(min_value=0, max_value=2**256 - 1)
 uint8s = st.integers(min_value=0, max_value=255)
 
-offers = st.builds(Offer, addresses, uint8s, words, uint256s, uint64s, uint64s, words, uint256s)
+offers = st.builds(
+    Offer, addresses, addresses, uint8s, words, uint256s, uint64s, uint64s, uint64s, words, uint256s
+)
 requests = st.builds(JobRequest, words, words, uint8s, words, uint8s, uint256s, uint64s, uint256s)
 attestations = st.builds(
     KeyAttestation, addresses, addresses, uint8s, words, uint8s, words, uint64s
@@ -61,16 +65,39 @@ def test_job_request_hash_request_binding_and_job_id_match(
 
 
 @few
-@given(job_id=words, provider=addresses, input_hash=words, output_hash=words)
+@given(spec_hash=words, input_hash=words)
+def test_task_hash_matches(market: Market, spec_hash: bytes, input_hash: bytes) -> None:
+    on_chain = market.market.functions.hashTask(spec_hash, input_hash).call()
+    assert on_chain == task_hash(spec_hash, input_hash)
+
+
+@few
+@given(job_id=words, provider=addresses, spec_hash=words, input_hash=words, output_hash=words)
 def test_result_digest_matches(
-    market: Market, job_id: bytes, provider: str, input_hash: bytes, output_hash: bytes
+    market: Market,
+    job_id: bytes,
+    provider: str,
+    spec_hash: bytes,
+    input_hash: bytes,
+    output_hash: bytes,
 ) -> None:
+    result = Result(job_id, provider, spec_hash, input_hash, output_hash)
     on_chain = market.market.functions.resultDigest(
-        job_id, provider, input_hash, output_hash
+        job_id, provider, result.task_hash, output_hash
     ).call()
-    assert on_chain == digest_of(
-        market.market_domain, Result(job_id, provider, input_hash, output_hash)
-    )
+    assert on_chain == digest_of(market.market_domain, result)
+
+
+@few
+@given(job_id=words, spec_hash=words, input_hash=words)
+def test_input_receipt_digest_matches(
+    market: Market, job_id: bytes, spec_hash: bytes, input_hash: bytes
+) -> None:
+    receipt = InputReceipt(job_id, spec_hash, input_hash)
+    on_chain = market.market.functions.inputReceiptDigest(
+        job_id, task_hash(spec_hash, input_hash)
+    ).call()
+    assert on_chain == digest_of(market.market_domain, receipt)
 
 
 @few
@@ -92,11 +119,12 @@ def test_batch_root_and_digest_match(market: Market, n: int) -> None:
 
 def test_out_of_range_narrow_field_is_refused_not_hashed(market: Market) -> None:
     """A uint8 word with high bits set must revert, not hash to a second id for one offer."""
-    offer = Offer(market.deployment.governance, 2, keccak(b"m"), 1, 2, 3, bytes(32), 4)
+    gov = market.deployment.governance
+    offer = Offer(gov, gov, 2, keccak(b"m"), 1, 2, 3, 4, bytes(32), 5)
     fn = market.market.functions.hashOffer(offer.as_abi_tuple())
     calldata = bytes.fromhex(fn._encode_transaction_data()[2:])
     dirty = bytearray(calldata)
-    dirty[4 + 32 + 30] = 1  # teeKind word becomes 0x102
+    dirty[4 + 2 * 32 + 30] = 1  # teeKind word becomes 0x102
     w3 = market.client.w3
     assert w3.eth.call({"to": market.deployment.market, "data": bytes(calldata)})
     with pytest.raises(Exception):  # noqa: B017 - any revert; there is no reason string

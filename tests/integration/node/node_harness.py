@@ -44,6 +44,9 @@ class Actors:
     committee: list[LocalAccount]
 
 
+SPEC = keccak(b"spec")
+
+
 def rpc(url: str, method: str, params: list[object]) -> object:
     answer = httpx.post(
         url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10
@@ -67,7 +70,7 @@ def nonce_of(url: str, address: str) -> int:
 
 def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int) -> JobRequest:
     request = JobRequest(
-        spec_hash=keccak(b"spec"),
+        spec_hash=SPEC,
         input_hash=keccak(b"sealed input %d" % nonce),
         tee_kinds=1 << TDX,
         measurement=bytes(32),
@@ -135,6 +138,7 @@ class FakeExecutor:
         result = Result(
             bytes.fromhex(effect.job_id[2:]),
             self._seeded.account.address,
+            SPEC,  # every job of the harness runs this spec (see match_job)
             bytes.fromhex(effect.input_hash[2:]),
             output_hash,
         )

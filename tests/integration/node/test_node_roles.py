@@ -47,7 +47,18 @@ def test_a_client_pays_for_a_job_through_the_api(
     )
     job = JobId("0x" + request.job_id(actors.client.address).hex())
     quoted_for = request.request_hash(actors.client.address)
-    offer = Offer(seeded.account.address, TDX, MEASUREMENT, PRICE, 1800, now + 600, quoted_for, 7)
+    offer = Offer(
+        seeded.account.address,
+        seeded.enclave.address,
+        TDX,
+        MEASUREMENT,
+        PRICE,
+        60,
+        1800,
+        now + 600,
+        quoted_for,
+        7,
+    )
     signature = offer.sign(market.market_domain, seeded.account.key)
     action = MatchJob(
         kind="match",
@@ -137,9 +148,11 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
             jobs = daemon.service.state.jobs
             await until(daemon.service, lambda: job in jobs and jobs[job].status is JobStatus.OPEN)
             async with await _api(daemon, config.api.token_file) as api:
-                answer = await api.post(
-                    f"/v1/jobs/{job}/accept", json={"enclave_key": seeded.enclave.address}
-                )
+                path = f"/v1/jobs/{job}/accept"
+                accept = {"enclave_key": seeded.enclave.address}
+                refused = await api.post(path, json={**accept, "min_duration": -1})
+                assert refused.status_code == 422 and "min_duration" in refused.text
+                answer = await api.post(path, json={**accept, "min_duration": 1800})
                 assert answer.json()["rejected"] == ""
                 await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
                 transactions = (await api.get("/v1/transactions")).json()["transactions"]

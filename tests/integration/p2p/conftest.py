@@ -27,6 +27,7 @@ from scheduler.models import TcbStatus
 CHAIN_ID = 31337
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 LOOPBACK = Multiaddr("/ip4/127.0.0.1/tcp/0")
+ENCLAVE = "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512"
 
 
 def make_config(**overrides: Any) -> P2PConfig:
@@ -43,9 +44,11 @@ def make_config(**overrides: Any) -> P2PConfig:
 def make_offer(provider: str, nonce: int = 1, valid_for_s: int = 3600, price: int = 10**9) -> Offer:
     return Offer(
         provider=provider,
+        enclave_key=ENCLAVE,
         tee_kind=5,
         measurement=hashlib.sha256(b"workload").digest(),
         price=price,
+        min_duration=60,
         max_duration=3600,
         valid_until=int(time.time()) + valid_for_s,
         request_hash=bytes(32),
@@ -84,7 +87,9 @@ class FakeProvider:
         return self.results.get(job_id)
 
     def put_result(self, job_id: bytes, output: bytes) -> SealedResult:
-        receipt = Result(job_id, self.address, bytes(32), hashlib.sha256(output).digest())
+        receipt = Result(
+            job_id, self.address, bytes(32), bytes(32), hashlib.sha256(output).digest()
+        )
         signature = sign_message(job_market_domain(CHAIN_ID, MARKET), receipt, self.key)
         sealed = SealedResult(output, receipt, signature)
         self.results[job_id] = sealed

@@ -28,9 +28,11 @@ from node.chain.typed_data import (
 MARKET = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 PROVIDER = Account.from_key(keccak(b"provider")).address
 
+ENCLAVE = Account.from_key(keccak(b"enclave")).address
+
 SAMPLES: list[TypedMessage] = [
-    Offer(PROVIDER, 2, keccak(b"m"), 10**17, 3600, 2**40, keccak(b"job"), 2**200 + 5),
-    Offer(PROVIDER, 5, bytes(32), 0, 0, 0, bytes(32), 0),
+    Offer(PROVIDER, ENCLAVE, 2, keccak(b"m"), 10**17, 60, 3600, 2**40, keccak(b"job"), 2**200 + 5),
+    Offer(PROVIDER, ENCLAVE, 5, bytes(32), 0, 0, 0, 0, bytes(32), 0),
     JobRequest(keccak(b"s"), keccak(b"i"), 0b100, bytes(32), 6, 10**18, 1_800_000_000, 9),
 ]
 
@@ -75,7 +77,7 @@ def test_job_id_is_client_and_nonce_and_request_hash_binds_every_field() -> None
 
 
 def test_domains_are_distinct_per_contract_and_chain() -> None:
-    result = Result(keccak(b"job"), PROVIDER, keccak(b"i"), keccak(b"o"))
+    result = Result(keccak(b"job"), PROVIDER, keccak(b"s"), keccak(b"i"), keccak(b"o"))
     on_market = digest_of(job_market_domain(1, MARKET), result)
     assert on_market != digest_of(verifier_domain(1, MARKET), result)
     assert on_market != digest_of(job_market_domain(2, MARKET), result)
@@ -84,7 +86,7 @@ def test_domains_are_distinct_per_contract_and_chain() -> None:
 def test_signature_recovers_the_signer() -> None:
     enclave = Account.create()
     domain = job_market_domain(31337, MARKET)
-    result = Result(keccak(b"job"), PROVIDER, keccak(b"i"), keccak(b"o"))
+    result = Result(keccak(b"job"), PROVIDER, keccak(b"s"), keccak(b"i"), keccak(b"o"))
     signature = sign_message(domain, result, enclave.key)
     assert len(signature) == 65
     assert Account._recover_hash(digest_of(domain, result), signature=signature) == enclave.address

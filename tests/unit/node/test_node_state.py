@@ -139,9 +139,11 @@ def _offer(price: int = 100) -> str:
     return json.dumps(
         {
             "provider": PROVIDER,
+            "enclaveKey": ENCLAVE,
             "teeKind": 5,
             "measurement": MEASUREMENT,
             "price": price,
+            "minDuration": 60,
             "maxDuration": 3600,
             "validUntil": 1_000_500,
             "requestHash": H,
@@ -197,7 +199,7 @@ def test_client_checks_seals_quotes_then_pays() -> None:
     assert send.function == "matchJob" and send.value == 100
     args = json.loads(send.args)
     assert args[0][1] == SEALED and args[0][6] == 1_000_600  # tuple in EIP-712 field order
-    assert args[1][0] == PROVIDER and args[1][3] == 100
+    assert args[1][:2] == [PROVIDER, ENCLAVE] and args[1][4] == 100 and args[1][5] == 60
     assert args[2] == "0x" + "99" * 65
     assert m.job().status is JobStatus.REQUESTED
     assert set(m.state.pending) == {EffectId(f"matchJob:{JOB}")}
@@ -299,7 +301,7 @@ def test_client_deadline_claims_the_refund_and_refund_drops_pending_effects() ->
     assert "refund claimable" in m.job().error
     m.feed(sc.DeadlinePassed(JOB, 5001))
     claim = m.last(SendTransaction)
-    assert claim.function == "claimTimeout" and json.loads(claim.args) == [JOB]
+    assert claim.function == "claimTimeout" and json.loads(claim.args) == [JOB, "0x"]
     m.feed(_event(sc.JobRefunded, JOB, CLIENT, 100, 0))
     assert m.job().status is JobStatus.REFUNDED
     assert m.state.pending == {}
@@ -456,7 +458,8 @@ def test_provider_runs_a_matched_job_once_its_input_arrived() -> None:
     assert json.loads(m.last(Publish).listing)["cpu_cores"] == 3  # one core held
     wrong = m.feed(sc.InputReceived(JOB, H, 10, ENCLAVE))
     assert wrong.startswith("input hash")
-    assert json.loads(m.feed(sc.InputReceived(JOB, SEALED, 10, ENCLAVE))) == {"ok": True}
+    reply = json.loads(m.feed(sc.InputReceived(JOB, SEALED, 10, ENCLAVE)))
+    assert reply == {"spec_hash": H, "input_hash": SEALED}
     start = m.last(StartJob)
     assert (start.job_id, start.input_hash, start.enclave_key) == (JOB, SEALED, ENCLAVE)
     m.feed(sc.JobExecuted(JOB, OUT, "0x" + "44" * 65, 1_100))
@@ -564,6 +567,35 @@ def test_provider_rotation_starts_a_new_instance_and_retires_the_old_key_once_re
     assert EffectId(f"rotate:{ENCLAVE}") not in m.state.pending
 
 
+def test_client_claim_with_the_receipt_lets_the_chain_slash() -> None:
+    m = Machine(CLIENT_ME)
+    _client_to_quote(m, PROVIDER)
+    m.feed(sc.QuoteReceived(JOB, 0, _offer(), "0x" + "99" * 65), _matched())
+    m.feed(sc.InputDelivered(JOB, "0x" + "77" * 65), sc.DeadlinePassed(JOB, 5001))
+    assert json.loads(m.last(SendTransaction).args) == [JOB, "0x" + "77" * 65]
+
+
+def test_client_released_job_is_refunded_and_its_effects_dropped() -> None:
+    m = Machine(CLIENT_ME)
+    _client_to_quote(m, PROVIDER)
+    m.feed(sc.QuoteReceived(JOB, 0, _offer(), "0x" + "99" * 65), _matched())
+    m.feed(_event(sc.JobReleased, JOB, CLIENT, PROVIDER, 100))
+    assert m.job().status is JobStatus.REFUNDED and m.state.pending == {}
+
+
+def test_provider_gives_a_failed_job_back_before_its_deadline() -> None:
+    m = Machine(PROVIDER_ME)
+    _registered(m)
+    m.feed(_matched(), sc.InputReceived(JOB, SEALED, 1, ENCLAVE))
+    m.feed(sc.JobExecutionFailed(JOB, "timeout: ran past 60 s"))
+    assert m.job().status is JobStatus.FAILED and m.job().error == "timeout: ran past 60 s"
+    release = [e for e in m.effects if isinstance(e, SendTransaction)][-1]
+    assert (release.function, json.loads(release.args)) == ("releaseJob", [JOB])
+    m.feed(_event(sc.JobReleased, JOB, CLIENT, PROVIDER, 100))
+    assert m.job().status is JobStatus.REFUNDED
+    assert [e for e in m.state.pending if JOB in e] == []
+
+
 def test_provider_refund_drops_pending_effects_and_frees_capacity() -> None:
     m = Machine(PROVIDER_ME)
     _registered(m)
@@ -576,7 +608,7 @@ def test_provider_refund_drops_pending_effects_and_frees_capacity() -> None:
 
 def test_accept_on_a_job_that_is_not_open_is_refused() -> None:
     m = Machine(PROVIDER_ME)
-    assert "not open" in m.feed(sc.AcceptJobRequested("r", JOB, OTHER))
+    assert "not open" in m.feed(sc.AcceptJobRequested("r", JOB, OTHER, 600))
 
 
 # ---------------------------------------------------------------- verifier
@@ -620,7 +652,7 @@ provider_changes = st.one_of(
     st.builds(lambda j: sc.InputReceived(j, SEALED, 1, ENCLAVE), job_ids),
     st.builds(lambda j: sc.JobExecuted(j, H, "0x01", 5), job_ids),
     st.builds(lambda j: sc.JobExecutionFailed(j, "crash"), job_ids),
-    st.builds(lambda j: sc.AcceptJobRequested("r" + j[-3:], j, OTHER), job_ids),
+    st.builds(lambda j: sc.AcceptJobRequested("r" + j[-3:], j, OTHER, 600), job_ids),
     st.builds(lambda j: _event(sc.JobSettled, j, PROVIDER, H, 1), job_ids),
     st.builds(lambda j: _event(sc.JobRefunded, j, CLIENT, 1, 0), job_ids),
     st.builds(lambda j: sc.TxReverted(EffectId(f"submitResult:{j}"), None, "x"), job_ids),

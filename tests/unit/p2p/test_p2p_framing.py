@@ -111,7 +111,16 @@ def test_malformed_control_messages_are_protocol_violations(payload: bytes) -> N
 
 def test_typed_messages_travel_by_their_eip712_field_names() -> None:
     offer = Offer(
-        "0x5FbDB2315678afecb367f032d93F642f64180aa3", 5, b"\x01" * 32, 10, 20, 30, bytes(32), 4
+        "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+        5,
+        b"\x01" * 32,
+        10,
+        15,
+        20,
+        30,
+        bytes(32),
+        4,
     )
     request = JobRequest(b"\x02" * 32, b"\x03" * 32, 32, bytes(32), 6, 10**18, 99, 1)
     for message in (offer, request):

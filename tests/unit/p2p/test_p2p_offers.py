@@ -23,6 +23,7 @@ MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 NOW = 1_800_000_000
 KEY = bytes.fromhex("11" * 32)
 PROVIDER = Account.from_key(KEY).address
+ENCLAVE = Account.from_key(bytes.fromhex("22" * 32)).address
 PEER = NodeIdentity.from_private_key(b"\x01" * 32).peer_id
 OTHER_PEER = NodeIdentity.from_private_key(b"\x02" * 32).peer_id
 DETAILS = ListingDetails(cpu_cores=4, memory_mib=8192, tcb_status=TcbStatus.UP_TO_DATE)
@@ -37,7 +38,7 @@ class FakeClock:
 
 
 def offer(nonce: int = 1, valid_until: int = NOW + 3600, **changes: object) -> Offer:
-    base = Offer(PROVIDER, 5, b"\x07" * 32, 10**9, 3600, valid_until, bytes(32), nonce)
+    base = Offer(PROVIDER, ENCLAVE, 5, b"\x07" * 32, 10**9, 60, 3600, valid_until, bytes(32), nonce)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -99,6 +100,7 @@ def test_each_bad_listing_is_dropped_with_its_reason() -> None:
     assert rejection(v, listing(at=NOW - 10_000).encode()) == "stale"
     assert rejection(v, listing(at=NOW + 10_000).encode()) == "future"
     assert rejection(v, listing(request_hash=b"\x01" * 32).encode()) == "not_standing"
+    assert rejection(v, listing(min_duration=3601).encode()) == "malformed"  # above its maximum
     assert rejection(v, good.encode(), origin=OTHER_PEER) == "wrong_peer"
 
 

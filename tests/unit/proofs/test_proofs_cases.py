@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given
 from hypothesis import strategies as st
 
+from proofs import pinned_roots
 from proofs.collateral_directory import CollateralDirectory
 from proofs.errors import (
     BindingMismatch,
@@ -29,7 +32,7 @@ from proofs.sev_snp import parse_snp_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TESTDATA = Path(__file__).resolve().parents[2] / "data" / "attestation"
 CASES = sorted(p.name for p in TESTDATA.iterdir() if (p / "case.json").is_file())
 INTEL_CASES = [c for c in CASES if (TESTDATA / c / "quote.bin").is_file()]
 SNP_CASES = [c for c in CASES if (TESTDATA / c / "report.bin").is_file()]
@@ -68,6 +71,21 @@ def _flip(data: bytes, offset: int) -> bytes:
 
 def test_testdata_is_present() -> None:
     assert len(CASES) >= 9, TESTDATA
+
+
+def _certificates(pem: bytes) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
+
+
+def test_pinned_roots_are_the_recorded_files() -> None:
+    roots = TESTDATA / "roots"
+    pairs = [(roots / "intel_sgx_root_ca.pem", pinned_roots.INTEL_SGX_ROOT_CA_PEM)]
+    for product, chains in pinned_roots.AMD_ROOT_CHAINS.items():
+        folder = roots / "amd" / product.value.lower()
+        pairs += [(folder / "ask_ark.pem", chains.ask_ark_pem)]
+        pairs += [(folder / "asvk_ark.pem", chains.asvk_ark_pem)]
+    for recorded, pinned in pairs:
+        assert _certificates(recorded.read_bytes()) == _certificates(pinned), recorded
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -230,7 +248,7 @@ def test_naive_time_is_refused() -> None:
         _verify("snp-2", at=datetime(2023, 1, 25))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(st.binary(max_size=1300))
 def test_parsers_raise_only_proof_errors(data: bytes) -> None:
     for parse in (parse_intel_quote, parse_snp_report):
@@ -238,7 +256,7 @@ def test_parsers_raise_only_proof_errors(data: bytes) -> None:
             parse(data)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(
     name=st.sampled_from(CASES),
     position=st.floats(min_value=0, max_value=0.999),

@@ -23,7 +23,7 @@ from proofs.nvidia_verify import create_nvidia_evidence
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TESTDATA = Path(__file__).resolve().parents[2] / "data" / "attestation"
 CASES = sorted(p.name for p in TESTDATA.iterdir() if (p / "case.json").is_file())
 
 app = typer.Typer()
@@ -66,6 +66,31 @@ def test_cli_fails_with_one_line_reason(tmp_path: Path) -> None:
         app, ["attest", "verify", str(TESTDATA / "sgx-1"), "--at", "2030-01-01T00:00:00Z"]
     )
     assert expired.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "[]",
+        '{"allow_debug": "false"}',
+        '{"measurement_allowlist": [1]}',
+        '{"max_evidence_age_s": [60]}',
+        '{"min_tcb_status": "Best"}',
+        '{"accepted_kinds": "sgx"}',
+        "{not json",
+    ],
+)
+def test_cli_refuses_a_malformed_policy_file_with_one_line_reason(
+    tmp_path: Path, policy: str
+) -> None:
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(policy)
+    result = CliRunner().invoke(
+        app, ["attest", "verify", str(TESTDATA / "sgx-1"), "--policy", str(policy_file)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "bad option" in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit), result.exception
 
 
 class _CountingSource:

@@ -1,5 +1,6 @@
-"""Collateral parsers (TCB info, QE identity, signed PCS documents, CRLs) fuzzed with hypothesis:
-malformed input raises only our error types, never a library's."""
+"""Collateral parsers and the verifiers that read collateral (TCB info, QE identity, signed PCS
+documents, CRLs, TCB signing and PCK CRL issuer chains, AMD VEKs and ASK/ARK chains) fuzzed
+with hypothesis: malformed input raises only our error types, never a library's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_inputs import Edit, damage, damage_pem_chain, edits, json_values
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from proofs.certificates import load_crl
@@ -24,11 +26,12 @@ from proofs.intel_collateral import (
 )
 from proofs.intel_verify import verify_intel_quote
 from proofs.nvidia_verify import parse_nvidia_evidence
+from proofs.sev_snp_verify import verify_snp_report
 from proofs.sim import parse_sim_evidence
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TESTDATA = Path(__file__).resolve().parents[2] / "data" / "attestation"
 TCB_BODIES = [(TESTDATA / c / "tcb_info.json").read_bytes() for c in ("sgx-1", "tdx-4", "tdx-1")]
 QE_BODIES = [(TESTDATA / c / "qe_identity.json").read_bytes() for c in ("sgx-1", "tdx-4")]
 CRLS = [
@@ -36,19 +39,28 @@ CRLS = [
     for c in ("sgx-1", "tdx-1")
     for n in ("pck_crl.der", "root_ca_crl.der")
 ]
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=12,
+INTEL_CASES = sorted(p.parent.name for p in TESTDATA.glob("*/quote.bin"))
+SNP_CASES = sorted(p.parent.name for p in TESTDATA.glob("*/report.bin"))
+INTEL_FIELDS = (
+    "tcb_info_body",
+    "qe_identity_body",
+    "tcb_signing_chain_pem",
+    "root_ca_crl",
+    "pck_crl",
+    "pck_crl_issuer_chain_pem",
 )
+PEM_FIELDS = ("tcb_signing_chain_pem", "pck_crl_issuer_chain_pem", "ask_ark_pem")
+
+
+def _verify_at(name: str) -> datetime:
+    case = json.loads((TESTDATA / name / "case.json").read_text())
+    return datetime.fromisoformat(case["verify_at"].replace("Z", "+00:00"))
+
+
+def _damaged_field(raw: bytes, field: str, in_der: bool, index: int, changes: list[Edit]) -> bytes:
+    if field in PEM_FIELDS and in_der:
+        return damage_pem_chain(raw, index, changes)
+    return damage(raw, changes)
 
 
 def _content(body: bytes, key: str) -> dict[str, Any]:
@@ -102,21 +114,21 @@ def test_real_documents_parse() -> None:
         parse_qe_identity(split_signed_document(body, "enclaveIdentity", "QE").content)
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(mutated_tcb_info())
 def test_tcb_info_parser_raises_only_collateral_errors(content: dict[str, Any]) -> None:
     with contextlib.suppress(CollateralError):
         parse_tcb_info(content)
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(mutated_qe_identity())
 def test_qe_identity_parser_raises_only_collateral_errors(content: dict[str, Any]) -> None:
     with contextlib.suppress(CollateralError):
         parse_qe_identity(content)
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(st.dictionaries(st.text(max_size=15), json_values, max_size=8))
 def test_parsers_on_arbitrary_objects(content: dict[str, Any]) -> None:
     for parse in (parse_tcb_info, parse_qe_identity):
@@ -124,7 +136,7 @@ def test_parsers_on_arbitrary_objects(content: dict[str, Any]) -> None:
             parse(content)
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(
     body=st.sampled_from(TCB_BODIES + QE_BODIES),
     cut=st.floats(0, 1),
@@ -153,20 +165,24 @@ def test_deeply_nested_json_is_a_collateral_error() -> None:
         parse_sim_evidence(b'{"format": "capacloud-sim-evidence", "x": ' + b"[" * 1000 + b"]}")
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
 def test_signed_document_splitter_on_arbitrary_bytes(body: bytes) -> None:
     with contextlib.suppress(CollateralError):
         split_signed_document(body, "tcbInfo", "TCB info")
 
 
-@SETTINGS
+@pytest.mark.fuzz
 @given(
     crl=st.sampled_from(CRLS),
     cut=st.integers(0, 600),
     position=st.floats(0, 0.999),
     value=st.integers(1, 255),
 )
+# Found on fresh clones: the CRL version (byte 10) set to 0, cryptography's InvalidVersion; the
+# issuer's UTF8String tag (byte 34) turned BIT STRING, "oid must be X500_UNIQUE_IDENTIFIER".
+@example(crl=CRLS[0], cut=0, position=10.5 / len(CRLS[0]), value=1)
+@example(crl=CRLS[0], cut=0, position=34.5 / len(CRLS[0]), value=15)
 def test_damaged_crls_raise_only_our_errors(
     crl: bytes, cut: int, position: float, value: int
 ) -> None:
@@ -176,12 +192,14 @@ def test_damaged_crls_raise_only_our_errors(
         load_crl(bytes(damaged), "CRL")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(
     field=st.sampled_from(["tcb_info_body", "qe_identity_body", "pck_crl", "root_ca_crl"]),
     position=st.floats(0, 0.999),
     value=st.integers(1, 255),
 )
+@example(field="root_ca_crl", position=0.03125, value=1)
+@example(field="pck_crl", position=34.5 / len(CRLS[0]), value=15)
 def test_damaged_collateral_fails_verification_with_our_errors(
     field: str, position: float, value: int
 ) -> None:
@@ -193,3 +211,52 @@ def test_damaged_collateral_fails_verification_with_our_errors(
     quote = (TESTDATA / "sgx-1" / "quote.bin").read_bytes()
     with contextlib.suppress(ProofError):
         verify_intel_quote(quote, damaged, at)
+
+
+@pytest.mark.fuzz
+@given(
+    name=st.sampled_from(INTEL_CASES),
+    field=st.sampled_from(INTEL_FIELDS),
+    in_der=st.booleans(),
+    index=st.integers(0, 1),
+    changes=edits(),
+)
+@example(name="sgx-1", field="pck_crl", in_der=False, index=0, changes=[("xor", 34, 15)])
+@example(name="sgx-1", field="root_ca_crl", in_der=False, index=0, changes=[("xor", 9, 1)])
+def test_damaged_intel_collateral_raises_only_our_errors(
+    name: str, field: str, in_der: bool, index: int, changes: list[Edit]
+) -> None:
+    """Every collateral file of every Intel case, damaged as bytes or inside a chain's DER."""
+    at = _verify_at(name)
+    collateral = CollateralDirectory(TESTDATA / name).intel_collateral(None, at)  # type: ignore[arg-type]
+    raw = getattr(collateral, field)
+    if raw is None:  # tdxv5-1 has no PCK CRL
+        return
+    damaged = dataclasses.replace(
+        collateral, **{field: _damaged_field(raw, field, in_der, index, changes)}
+    )
+    quote = (TESTDATA / name / "quote.bin").read_bytes()
+    with contextlib.suppress(ProofError):
+        verify_intel_quote(quote, damaged, at)
+
+
+@pytest.mark.fuzz
+@given(
+    name=st.sampled_from(SNP_CASES),
+    field=st.sampled_from(("vek_der", "ask_ark_pem")),
+    in_der=st.booleans(),
+    index=st.integers(0, 1),
+    changes=edits(),
+)
+def test_damaged_amd_collateral_raises_only_our_errors(
+    name: str, field: str, in_der: bool, index: int, changes: list[Edit]
+) -> None:
+    at = _verify_at(name)
+    collateral = CollateralDirectory(TESTDATA / name).amd_collateral(None, at)  # type: ignore[arg-type]
+    raw = getattr(collateral, field)
+    damaged = dataclasses.replace(
+        collateral, **{field: _damaged_field(raw, field, in_der, index, changes)}
+    )
+    report = (TESTDATA / name / "report.bin").read_bytes()
+    with contextlib.suppress(ProofError):
+        verify_snp_report(report, damaged, at)

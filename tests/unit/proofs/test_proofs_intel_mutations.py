@@ -11,6 +11,7 @@ revocation gives the case's expected TCB status, so the harness is faithful.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import struct
@@ -24,6 +25,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from fuzz_inputs import Edit, damage_pem_chain, edits
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proofs.collateral_directory import CollateralDirectory
 from proofs.errors import CertificateInvalid, ProofError, SignatureInvalid
@@ -34,7 +38,7 @@ from proofs.intel_verify import verify_intel_quote, verify_quote_independently
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+TESTDATA = Path(__file__).resolve().parents[2] / "data" / "attestation"
 INTEL_CASES = sorted(p.parent.name for p in TESTDATA.glob("*/quote.bin"))
 
 
@@ -114,6 +118,19 @@ def test_pck_chain_under_a_foreign_root_or_shortened_is_rejected(name: str) -> N
         verify_evidence(_with_pck_chain(_quote_bytes(name), _pem(leaf)), directory, _at(name))
     with pytest.raises(CertificateInvalid):
         verify_evidence(_with_pck_chain(_quote_bytes(name), _pem(leaf, leaf)), directory, _at(name))
+
+
+@pytest.mark.fuzz
+@given(name=st.sampled_from(INTEL_CASES), index=st.integers(0, 2), changes=edits())
+def test_damaged_pck_certificate_raises_only_proof_errors(
+    name: str, index: int, changes: list[Edit]
+) -> None:
+    """The quote signature does not cover the PCK chain: damage in its DER reaches both
+    engines' certificate decoders (and the FMSPC scan) from any peer."""
+    chain_pem = parse_intel_quote(_quote_bytes(name)).certification.pck_chain_pem.rstrip(b"\x00")
+    damaged = _with_pck_chain(_quote_bytes(name), damage_pem_chain(chain_pem, index, changes))
+    with contextlib.suppress(ProofError):
+        verify_evidence(damaged, CollateralDirectory(TESTDATA / name), _at(name))
 
 
 def _test_name(common_name: str) -> x509.Name:

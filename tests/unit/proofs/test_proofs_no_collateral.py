@@ -13,7 +13,7 @@ from proofs.errors import CollateralError
 from proofs.evidence import verify_evidence
 from proofs.sim import create_sim_evidence
 
-CASES = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "attestation"
+CASES = Path(__file__).resolve().parents[2] / "data" / "attestation"
 
 
 def test_sim_evidence_needs_no_collateral() -> None:

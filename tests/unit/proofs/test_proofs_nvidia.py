@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
-from hypothesis import HealthCheck, given, settings
+from fuzz_inputs import Edit, damage, damage_pem_chain, edits
+from hypothesis import given
 from hypothesis import strategies as st
 
 from proofs.binding import KeyBinding, check_gpu_bound_to_cpu, gpu_nonce_for
@@ -189,7 +190,7 @@ def test_unsupported_spdm_version_is_refused() -> None:
         parse_attestation_report(bytes(newer))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(
     position=st.floats(min_value=0, max_value=0.9999),
     value=st.integers(min_value=1, max_value=255),
@@ -200,7 +201,7 @@ def test_random_mutation_is_rejected(position: float, value: int) -> None:
         verify_nvidia_evidence(_real(_flip(REAL_REPORT, offset, value)), REAL_AT)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.fuzz
 @given(st.binary(max_size=600) | st.builds(lambda n: REAL_REPORT[:n], st.integers(0, 4200)))
 def test_parsers_raise_only_proof_errors(data: bytes) -> None:
     with contextlib.suppress(ProofError):
@@ -209,6 +210,25 @@ def test_parsers_raise_only_proof_errors(data: bytes) -> None:
         verify_nvidia_evidence(create_nvidia_evidence(data, REAL_CHAIN), REAL_AT)
     with contextlib.suppress(ProofError):
         parse_nvidia_evidence(data)
+
+
+@pytest.mark.fuzz
+@given(changes=edits())
+def test_damaged_report_raises_only_proof_errors(changes: list[Edit]) -> None:
+    """Inserted and deleted bytes shift every SPDM length field after them."""
+    with contextlib.suppress(ProofError):
+        verify_nvidia_evidence(_real(damage(REAL_REPORT, changes)), REAL_AT)
+
+
+@pytest.mark.fuzz
+@given(
+    chain=st.sampled_from([REAL_CHAIN, OTHER_GPU_CHAIN]), index=st.integers(0, 4), changes=edits()
+)
+def test_damaged_gpu_certificate_raises_only_proof_errors(
+    chain: bytes, index: int, changes: list[Edit]
+) -> None:
+    with contextlib.suppress(ProofError):
+        verify_nvidia_evidence(_real(chain=damage_pem_chain(chain, index, changes)), REAL_AT)
 
 
 # --- SYNTHETIC evidence, signed by a test CA -----------------------------------------------
@@ -522,6 +542,33 @@ def _delegate(
         .sign(authority.root_key, hashes.SHA384())
     )
     return cert, key
+
+
+@pytest.fixture(scope="module")
+def ocsp_answers(authority: _TestAuthority) -> list[bytes]:
+    """A response signed by the CA itself, and one by a delegate that carries its certificate."""
+    direct = _Responder(authority).ocsp_response(
+        ocsp_request_for(authority.leaf, authority.intermediate)
+    )
+    delegated = _Responder(authority, signer=_delegate(authority, ocsp_usage=True)).ocsp_response(
+        ocsp_request_for(authority.intermediate, authority.root)
+    )
+    return [direct, delegated]
+
+
+@pytest.mark.fuzz
+@given(delegated=st.booleans(), changes=edits())
+def test_damaged_ocsp_response_raises_only_proof_errors(
+    authority: _TestAuthority, ocsp_answers: list[bytes], delegated: bool, changes: list[Edit]
+) -> None:
+    cert, issuer = (
+        (authority.intermediate, authority.root)
+        if delegated
+        else (authority.leaf, authority.intermediate)
+    )
+    response = damage(ocsp_answers[delegated], changes)
+    with contextlib.suppress(ProofError):
+        check_ocsp_response(response, cert, issuer, AT, "GPU certificate")
 
 
 def test_delegated_ocsp_signer_is_accepted_with_ocsp_usage(authority: _TestAuthority) -> None:

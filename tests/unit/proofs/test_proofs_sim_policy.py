@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from fuzz_inputs import Edit, damage, edits, json_values
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from proofs.binding import KeyBinding
-from proofs.claims import TeeKind
-from proofs.errors import MalformedEvidence, SignatureInvalid
+from proofs.claims import TcbStatus, TeeKind
+from proofs.errors import MalformedEvidence, PolicyInvalid, ProofError, SignatureInvalid
 from proofs.evidence import detect_kind, verify_evidence
 from proofs.intel_quote import looks_like_intel_quote
-from proofs.policy import Policy, evaluate
-from proofs.sim import create_sim_evidence
+from proofs.policy import POLICY_KEYS, Policy, evaluate
+from proofs.sim import create_sim_evidence, verify_sim_evidence
 
 HOST_KEY = bytes.fromhex("11" * 32)
 AT = datetime(2025, 1, 1, tzinfo=UTC)
@@ -80,8 +85,87 @@ def test_policy_age_allowlist_and_file_form() -> None:
     )
     verdict = evaluate(policy, claims, AT + timedelta(minutes=5))
     assert len(verdict.reasons) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(PolicyInvalid, match="allow_everything"):
         Policy.from_mapping({"allow_everything": True})
+
+
+def test_policy_file_values_are_never_coerced() -> None:
+    """`bool("false")` is True: a policy file must say true or false, or be refused."""
+    for raw, reason in (
+        ({"allow_debug": "false"}, "allow_debug must be true or false"),
+        ({"allow_sim": 0}, "allow_sim must be true or false"),
+        ({"rejected_advisories": "INTEL-SA-00615"}, "rejected_advisories must be a list"),
+        ({"measurement_allowlist": [42]}, "measurement_allowlist must be a list of strings"),
+        ({"max_evidence_age_s": "60"}, "max_evidence_age_s must be a whole number"),
+        ({"max_evidence_age_s": True}, "max_evidence_age_s must be a whole number"),
+        ({"min_tcb_status": "Best"}, "min_tcb_status 'Best' is not one of"),
+        ({"accepted_kinds": ["sgx", "quantum"]}, "unknown TEE kind 'quantum'"),
+        ([], "a policy is a JSON object"),
+    ):
+        with pytest.raises(PolicyInvalid, match=reason):
+            Policy.from_mapping(raw)
+    policy = Policy.from_mapping(
+        {
+            "allow_debug": False,
+            "min_tcb_status": "out_of_date",
+            "accepted_kinds": ["tdx"],
+            "rejected_advisories": ["INTEL-SA-00615"],
+        }
+    )
+    assert not policy.allow_debug and policy.min_tcb_status == TcbStatus.OUT_OF_DATE
+    assert policy.accepted_kinds == frozenset({TeeKind.TDX})
+    assert policy.rejected_advisories == frozenset({"INTEL-SA-00615"})
+
+
+@pytest.mark.fuzz
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(POLICY_KEYS)) | st.text(max_size=8), json_values, max_size=5
+    )
+    | json_values
+)
+@example({"max_evidence_age_s": 10**20})
+@example({"measurement_allowlist": [1]})
+def test_policy_from_any_json_raises_only_policy_errors(raw: Any) -> None:
+    with contextlib.suppress(PolicyInvalid):
+        Policy.from_mapping(raw)
+
+
+SIM_FIELDS = [
+    "format",
+    "version",
+    "insecure",
+    "measurement",
+    "report_data",
+    "issued_at",
+    "host_key",
+    "signature",
+]
+
+
+def test_sim_issue_time_out_of_range_is_malformed() -> None:
+    for seconds in (10**12, 10**20, 2**64):
+        document = json.loads(_sim())
+        document["issued_at"] = seconds
+        with pytest.raises(MalformedEvidence, match="issued_at"):
+            verify_sim_evidence(json.dumps(document).encode())
+
+
+@pytest.mark.fuzz
+@given(field=st.sampled_from(SIM_FIELDS), value=json_values)
+@example(field="issued_at", value=10**20)
+def test_sim_document_with_any_field_value_raises_only_proof_errors(field: str, value: Any) -> None:
+    document = json.loads(_sim())
+    document[field] = value
+    with contextlib.suppress(ProofError):
+        verify_sim_evidence(json.dumps(document).encode())
+
+
+@pytest.mark.fuzz
+@given(changes=edits())
+def test_damaged_sim_evidence_raises_only_proof_errors(changes: list[Edit]) -> None:
+    with contextlib.suppress(ProofError):
+        verify_sim_evidence(damage(_sim(), changes))
 
 
 def test_binding_layout() -> None:
