@@ -201,7 +201,7 @@ def propagation(n: int, window: float, interval: float, drain: float) -> dict[st
 
 
 class HashingStore:
-    """Keeps only a running SHA-256, so the bench measures the protocol, not memory copies.
+    """Keeps only a running SHA-256, so the bench measures the protocol, not storage.
 
     Jobs whose id starts with UNCHECKED skip hashing and report the announced hash: that
     row isolates what the end-to-end hash check itself costs.
@@ -209,27 +209,34 @@ class HashingStore:
 
     UNCHECKED = b"unchecked"
 
-    def __init__(self) -> None:
-        self._hashes: dict[bytes, Any] = {}
-        self._announced: dict[bytes, bytes] = {}
+    async def begin(self, job_id: bytes, peer: PeerId, size: int, sha256: bytes) -> Any:
+        return _HashingUpload(job_id.startswith(self.UNCHECKED), sha256)
 
-    async def begin(self, job_id: bytes, size: int, sha256: bytes) -> int:
-        self._hashes[job_id] = hashlib.sha256()
-        self._announced[job_id] = sha256
-        return 0
+    async def sealed_input(self, job_id: bytes) -> None:
+        return None
 
-    async def append(self, job_id: bytes, offset: int, data: bytes) -> None:
-        if not job_id.startswith(self.UNCHECKED):
+    async def release(self, job_id: bytes) -> None:
+        pass
+
+
+class _HashingUpload:
+    offset = 0
+
+    def __init__(self, unchecked: bool, announced: bytes) -> None:
+        self._unchecked = unchecked
+        self._announced = announced
+        self._running = hashlib.sha256()
+
+    async def append(self, data: bytes) -> None:
+        if not self._unchecked:
             # hashlib releases the GIL: hashing overlaps with reading the next chunks.
-            await trio.to_thread.run_sync(self._hashes[job_id].update, data)
+            await trio.to_thread.run_sync(self._running.update, data)
 
-    async def digest(self, job_id: bytes) -> bytes:
-        if job_id.startswith(self.UNCHECKED):
-            return self._announced[job_id]
-        return bytes(self._hashes[job_id].digest())
+    async def finish(self) -> bool:
+        return self._unchecked or self._running.digest() == self._announced
 
-    async def discard(self, job_id: bytes) -> None:
-        self._hashes.pop(job_id, None)
+    async def close(self) -> None:
+        pass
 
 
 class NoEvidence:

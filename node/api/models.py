@@ -199,10 +199,8 @@ class Action(_Body):
 
 class AcceptJob(Action):
     enclave_key: AddressText = Field(description="Address of the enclave key to bind to the job")
-    min_duration: int = Field(
-        default=600,
-        ge=0,
-        le=2**64 - 1,
+    min_duration: Uint64 = Field(
+        default="600",
         description="Seconds the provider needs at least: acceptJob refuses a closer deadline, "
         "so an accept that waited long to be mined cannot leave a job there is no time for",
     )

@@ -63,13 +63,16 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
-    from node.daemon.daemon import run_daemon
     from node.daemon.logs import configure_logging
 
     settings = _load(config)
     configure_logging(settings.log.level, as_json=log_json or settings.log.json)
     try:
         password = PasswordSource(settings.keys.password_env, settings.keys.password_file).read()
+        # Imported after the prompt: the daemon pulls in web3 and libp2p, seconds that
+        # would otherwise pass before the prompt and again on Ctrl-C at it.
+        from node.daemon.daemon import run_daemon
+
         account = load_account(settings.keys.keystore, password)
         identity = load_identity(settings.keys.identity)
         trio.run(run_daemon, settings, account, identity)

@@ -25,6 +25,7 @@ from node.config.model import (
     LogSection,
     NodeConfig,
     NodeSection,
+    P2PSection,
     ProviderSection,
     Role,
     StoreSection,
@@ -135,6 +136,29 @@ def _rpc_urls(value: Any, from_env: bool) -> tuple[str, ...]:
             raise _Invalid
         urls.append(item.strip())
     return tuple(urls)
+
+
+# Light checks only: the p2p layer parses multiaddrs fully when the daemon starts, and
+# importing it here would slow every CLI command by the cost of loading libp2p.
+_TRANSPORT_ADDR_RE = re.compile(r"^/(ip4|ip6|dns|dns4|dns6)/[^/\s]+/tcp/\d{1,5}$")
+_PEER_ADDR_RE = re.compile(
+    r"^/(ip4|ip6|dns|dns4|dns6)/[^/\s]+/tcp/\d{1,5}/p2p/[1-9A-HJ-NP-Za-km-z]+$"
+)
+
+
+def _addr_list(
+    pattern: re.Pattern[str], allow_empty: bool
+) -> Callable[[Any, bool], tuple[str, ...]]:
+    def parse(value: Any, from_env: bool) -> tuple[str, ...]:
+        if from_env and isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or (not value and not allow_empty):
+            raise _Invalid
+        if not all(isinstance(item, str) and pattern.match(item.strip()) for item in value):
+            raise _Invalid
+        return tuple(item.strip() for item in value)
+
+    return parse
 
 
 def _loopback_host(value: Any, from_env: bool) -> str:
@@ -294,6 +318,26 @@ SCHEMA: dict[str, dict[str, _Setting]] = {
         "max_nonce_age": _Setting(_int(10), "a number of seconds >= 10", 900),
         "requests_per_minute": _Setting(_int(1), "a number >= 1", 30),
     },
+    "p2p": {
+        "enabled": _Setting(_bool, "true or false", True),
+        "listen_addrs": _Setting(
+            _addr_list(_TRANSPORT_ADDR_RE, allow_empty=False),
+            'a list of TCP multiaddrs, e.g. ["/ip4/0.0.0.0/tcp/4001"]',
+            ["/ip4/0.0.0.0/tcp/4001"],
+        ),
+        "bootstrap_peers": _Setting(
+            _addr_list(_PEER_ADDR_RE, allow_empty=True),
+            'a list of peer addresses, e.g. ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]',
+            [],
+        ),
+        "rendezvous_server": _Setting(_bool, "true or false", False),
+        "target_connections": _Setting(_int(2, 1000), "an integer from 2 to 1000", 6),
+        "max_connections": _Setting(_int(4, 100_000), "an integer from 4 to 100000", 256),
+        "max_connections_per_ip": _Setting(_int(1, 100_000), "an integer >= 1", 64),
+        "max_pending_handshakes": _Setting(_int(1, 10_000), "an integer from 1 to 10000", 64),
+        "max_streams_per_peer": _Setting(_int(8, 100_000), "an integer >= 8", 128),
+        "ban_duration": _Setting(_float(1.0), "a number of seconds >= 1", 600.0),
+    },
 }
 
 
@@ -332,6 +376,7 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
         provider=_provider(values["provider"], data_dir),
         client=_client(values["client"], data_dir),
         verifier=_verifier(values["verifier"], data_dir),
+        p2p=P2PSection(**values["p2p"]),
     )
 
 

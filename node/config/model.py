@@ -125,6 +125,20 @@ class VerifierSection:
 
 
 @dataclass(frozen=True)
+class P2PSection:
+    enabled: bool
+    listen_addrs: tuple[str, ...]
+    bootstrap_peers: tuple[str, ...]
+    rendezvous_server: bool
+    target_connections: int
+    max_connections: int
+    max_connections_per_ip: int
+    max_pending_handshakes: int
+    max_streams_per_peer: int
+    ban_duration: float
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     source: Path
     node: NodeSection
@@ -133,6 +147,7 @@ class NodeConfig:
     api: ApiSection
     store: StoreSection
     log: LogSection
+    p2p: P2PSection
     provider: ProviderSection
     client: ClientSection
     verifier: VerifierSection

@@ -85,4 +85,23 @@ snapshot_every = 10000
 level = "info"
 # One JSON object per line instead of text (also `capa node run --log-json`).
 json = false
+
+[p2p]
+# The libp2p node (TCP, Noise, Yamux): offers over GossipSub, evidence, quotes, inputs.
+enabled = true
+listen_addrs = ["/ip4/0.0.0.0/tcp/4001"]
+# Peers dialled at start, as /ip4/<ip>/tcp/<port>/p2p/<peer id>.
+bootstrap_peers = []
+# Serve peer discovery (rendezvous) to others: for bootstrap nodes.
+rendezvous_server = false
+# Connections the node aims for, and the most it keeps (inbound and outbound).
+target_connections = 6
+max_connections = 256
+# Limits on what one remote may take: inbound connections per IP address, handshakes in
+# flight in total, and streams one peer may hold open.
+max_connections_per_ip = 64
+max_pending_handshakes = 64
+max_streams_per_peer = 128
+# Seconds a misbehaving peer stays banned once its penalties reach the threshold.
+ban_duration = 600.0
 """

@@ -103,7 +103,7 @@ class DaemonApiBackend:
                         request_id,
                         to_job_id(_required(job_id)),
                         to_address(action.enclave_key),
-                        action.min_duration,
+                        int(action.min_duration),
                     )
                 case ClaimTimeout():
                     return sc.ClaimTimeoutRequested(request_id, to_job_id(_required(job_id)))

@@ -1,4 +1,5 @@
-"""Assemble and run the daemon: store, replay, state service, chain watcher, sender, API.
+"""Assemble and run the daemon: store, replay, state service, chain watcher, sender, API,
+and the p2p node under its supervisor (which restarts it without disturbing the rest).
 
 Shutdown (SIGINT/SIGTERM or `RunningDaemon.stop`): stop the inputs (API, watcher, effect
 runner), let the state service drain what was already queued, all under a deadline, then
@@ -27,9 +28,11 @@ from node.config.model import NodeConfig, Role
 from node.daemon.api_backend import DaemonApiBackend
 from node.daemon.effect_runner import EffectHandler, EffectRunner
 from node.daemon.errors import DaemonError
+from node.daemon.p2p_service import p2p_supervisor_for
 from node.daemon.state_service import StateService, rebuild_state
 from node.keys.identity import NodeIdentity
 from node.metrics import Metrics
+from node.p2p.supervisor import P2PSupervisor, SupervisorPolicy
 from node.state.effects import Effect, SendTransaction
 from node.state.model import Identity
 from node.state.values import to_address
@@ -51,6 +54,7 @@ class DaemonHooks:
     handlers: Mapping[type[Effect], EffectHandler] = field(default_factory=dict)
     handle_signals: bool = True
     rpc_retry_for: float = 30.0
+    p2p_policy: SupervisorPolicy | None = None
 
 
 @dataclass
@@ -62,6 +66,7 @@ class RunningDaemon:
     watcher: ChainWatcher | None
     sender: TxSender | None
     _stop: trio.Event
+    p2p: P2PSupervisor | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,6 +131,7 @@ async def run_daemon(
             token=token,
             token_file=config.api.token_file,
         )
+        p2p = p2p_supervisor_for(config, identity, service, hooks.p2p_policy)
         stop = trio.Event()
         async with trio.open_nursery() as core:
             await core.start(service.run)
@@ -139,8 +145,10 @@ async def run_daemon(
                 if watcher is not None:
                     await inputs.start(watcher.run)
                 await inputs.start(runner.run)
+                if p2p is not None:
+                    await inputs.start(p2p.run)
                 task_status.started(
-                    RunningDaemon(service, store, metrics, url, watcher, sender, stop)
+                    RunningDaemon(service, store, metrics, url, watcher, sender, stop, p2p)
                 )
                 log.info("daemon ready")
                 await stop.wait()

@@ -68,8 +68,13 @@ class PenaltyPolicy:
 
     ban_threshold: float = 100.0
     ban_duration_s: float = 600.0
-    # Points decay so an honest peer's occasional race (a just-expired offer) is forgiven.
+    # Each penalty counts in full for `hold_s`, then decays at `decay_per_s`: an honest
+    # peer's occasional race (a just-expired offer) is forgiven, while violations repeated
+    # within the hold add up exactly and reach the threshold.
+    hold_s: float = 60.0
     decay_per_s: float = 1.0
+    # Accounts kept; beyond this, forgiven (zero-point, unbanned) peers are forgotten first.
+    max_accounts: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,72 @@ class StreamLimits:
     window_chunks: int = 8
     max_input_bytes: int = 4 * 1024 * MIB
     max_result_bytes: int = 4 * 1024 * MIB
+    # Uploads received at once, from everyone and from one peer; more are refused as busy.
+    max_concurrent_uploads: int = 16
+    max_uploads_per_peer: int = 2
 
     def __post_init__(self) -> None:
         if not self.min_chunk_size <= self.chunk_size <= self.max_chunk_size:
             raise ConfigError("chunk size must lie between the min and max chunk sizes")
         if self.window_chunks < 1 or self.read_timeout_s <= 0:
             raise ConfigError("window and timeouts must be positive")
+
+
+@dataclass(frozen=True)
+class AdmissionLimits:
+    """Inbound connections, checked before any cryptography is done (see `admission`)."""
+
+    # Handshakes in flight (TCP accepted, Noise or muxer negotiation not finished).
+    max_pending_handshakes: int = 64
+    max_pending_handshakes_per_ip: int = 8
+    # How fast one IP may start handshakes: a token bucket.
+    handshake_burst_per_ip: int = 64
+    handshake_rate_per_ip: float = 8.0
+    handshake_timeout_s: float = 10.0
+    # Established inbound connections from one IP (NATs put honest peers behind one).
+    max_inbound_connections_per_ip: int = 64
+
+    def __post_init__(self) -> None:
+        if min(self.max_pending_handshakes, self.max_pending_handshakes_per_ip) < 1:
+            raise ConfigError("handshake limits must be at least 1")
+        if self.handshake_rate_per_ip <= 0 or self.handshake_timeout_s <= 0:
+            raise ConfigError("handshake rate and timeout must be positive")
+
+
+@dataclass(frozen=True)
+class PeerLimits:
+    """Per-peer caps py-libp2p 0.8.1 lacks; exceeding most of them is penalised."""
+
+    # Yamux: streams a peer has open towards us, per connection and over all of them.
+    max_inbound_streams_per_conn: int = 64
+    max_inbound_streams_per_peer: int = 128
+    # Bytes beyond the receive window we granted before the connection is closed.
+    window_slack_bytes: int = 64 * KIB
+    # Receive window a stream may grow to (Yamux auto-tuning doubles it up to 16 MiB;
+    # the effective cap is twice this), and what one connection may have buffered unread.
+    max_stream_window: int = 1 * MIB
+    max_buffered_per_conn: int = 16 * MIB
+    # Pubsub: one RPC stream per peer is the protocol; a reconnect race may briefly add one.
+    max_pubsub_streams_per_peer: int = 2
+    max_rpc_bytes: int = 256 * KIB
+    # Messages plus control entries (ihave, iwant, graft, prune, idontwant) in one RPC.
+    max_rpc_entries: int = 256
+    # Message ids in one IHAVE/IWANT/IDONTWANT entry.
+    max_ids_per_entry: int = 512
+    max_subscriptions_per_rpc: int = 64
+    # A PRUNE's back-off is the sender's wish, capped here (the spec suggests 60 s).
+    max_backoff_s: int = 600
+    # Token buckets per peer: RPCs and pubsub messages read from one peer.
+    rpc_burst: int = 200
+    rpc_rate_per_s: float = 50.0
+    message_burst: int = 200
+    message_rate_per_s: float = 50.0
+    # Identify: the message and what of it the peerstore keeps.
+    max_identify_bytes: int = 8 * KIB
+    max_protocols_per_peer: int = 64
+    max_protocol_length: int = 128
+    max_addrs_per_peer: int = 16
+    max_peerstore_peers: int = 2000
 
 
 @dataclass(frozen=True)
@@ -116,6 +181,8 @@ class P2PConfig:
     offers: OfferPolicy = field(default_factory=OfferPolicy)
     penalties: PenaltyPolicy = field(default_factory=PenaltyPolicy)
     streams: StreamLimits = field(default_factory=StreamLimits)
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
+    peer_limits: PeerLimits = field(default_factory=PeerLimits)
 
     def __post_init__(self) -> None:
         if not self.listen_addrs:
@@ -128,6 +195,11 @@ class P2PConfig:
             self.target_connections >= 2 and 2 * self.target_connections <= self.max_connections
         ):
             raise ConfigError("need 2 <= target_connections and 2 * target <= max_connections")
+
+    @property
+    def max_inbound_connections(self) -> int:
+        """Inbound connections at once; the rest of `max_connections` is kept for dialling."""
+        return self.max_connections - self.target_connections
 
     @property
     def offer_topic(self) -> str:

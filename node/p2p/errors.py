@@ -39,6 +39,14 @@ class RemoteRefused(P2PError):
         self.reason = reason
 
 
+class UploadRefused(P2PError):
+    """The input store will not take this upload now; `reason` goes back to the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class IntegrityError(P2PError):
     """Transferred bytes do not match their announced hash or size."""
 

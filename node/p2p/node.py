@@ -13,11 +13,12 @@ from node.p2p.discovery import Discovery
 from node.p2p.evidence_protocol import EvidenceSource, serve_evidence
 from node.p2p.host import P2PHost
 from node.p2p.identity import NodeIdentity, PeerId
+from node.p2p.input_store import InputStore
 from node.p2p.offer_book import OfferBook
 from node.p2p.offer_gossip import OfferGossip, WallClock, unix_now
 from node.p2p.penalties import Clock, PeerPenalties
 from node.p2p.quote_protocol import QuoteResponder, serve_quotes
-from node.p2p.transfer import InputStore, ResultSource, serve_inputs, serve_results
+from node.p2p.transfer import ResultSource, serve_inputs, serve_results
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -43,11 +44,14 @@ class P2PNode:
         provider: ProviderServices | None = None,
         wall_clock: WallClock = unix_now,
         clock: Clock = time.monotonic,
+        penalties: PeerPenalties | None = None,
     ) -> None:
+        """`penalties` outlives the node when given: a supervisor that restarts the node
+        keeps who is banned."""
         self.config = config
         self._wall_clock = wall_clock
-        self.penalties = PeerPenalties(config.penalties, clock)
-        self.host = P2PHost(identity, config, self.penalties)
+        self.penalties = penalties or PeerPenalties(config.penalties, clock)
+        self.host = P2PHost(identity, config, self.penalties, clock)
         self.book = OfferBook(config.offers.book_entry_ttl_s, config.offers.max_book_entries)
         self.gossip = OfferGossip(self.host, config, self.book, wall_clock, clock)
         self.discovery = Discovery(self.host, config)

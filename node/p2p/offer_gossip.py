@@ -18,9 +18,7 @@ import trio
 from libp2p.abc import ISubscriptionAPI
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from node.chain.typed_data import Offer
@@ -31,6 +29,7 @@ from node.p2p.identity import PeerId, libp2p_id, peer_id_of
 from node.p2p.offer_book import OfferBook
 from node.p2p.offers import ListingDetails, OfferListing
 from node.p2p.penalties import Clock, TokenBuckets
+from node.p2p.pubsub_guard import GuardedGossipSub, GuardedPubsub
 from scheduler.models import ProviderAddress
 
 if TYPE_CHECKING:
@@ -126,7 +125,8 @@ class OfferGossip:
         self._wall_clock = wall_clock
         self._validator = OfferValidator(config, host.peer_id, wall_clock, clock)
         params = config.gossip
-        self._router = GossipSub(
+        self._router = GuardedGossipSub(
+            report=host.report_violation,
             protocols=GOSSIPSUB_PROTOCOLS,
             degree=params.degree,
             degree_low=params.degree_low,
@@ -138,7 +138,16 @@ class OfferGossip:
             # and the offer validator already bounds what any one peer can push.
             eclipse_protection_enabled=False,
         )
-        self._pubsub = Pubsub(host.libp2p, self._router, seen_ttl=params.seen_ttl_s)
+        self._pubsub = GuardedPubsub(
+            host.libp2p,
+            self._router,
+            limits=config.peer_limits,
+            report=host.report_violation,
+            is_banned=host.is_banned_id,
+            allowed_topics=[config.offer_topic],
+            clock=clock,
+            seen_ttl=params.seen_ttl_s,
+        )
         self._pubsub.set_topic_validator(config.offer_topic, self._validate, False)
         host.on_ban(self._blacklist)
         self._advertisement: _Advertisement | None = None
@@ -210,16 +219,26 @@ class OfferGossip:
         try:
             self._validator.check(sender, peer_id_of(ID(msg.from_id)), msg.data)
         except OfferRejected as rejection:
-            self.rejected[rejection.reason] = self.rejected.get(rejection.reason, 0) + 1
-            if sender == self._host.peer_id:
-                logger.warning("not publishing our own listing: %s", rejection)
-                return False
-            logger.info("dropped listing from %s: %s", sender, rejection)
-            # The validator is synchronous; penalties (which may disconnect) run in a task.
-            with contextlib.suppress(trio.WouldBlock):
-                self._pending_penalties_send.send_nowait((sender, rejection))
+            self._reject(sender, rejection)
+            return False
+        except Exception as exc:
+            # The listing code (offers.py) raised something other than OfferRejected on
+            # this peer's bytes: a bug it found for us. Nothing leaves the validator but
+            # a rejection, or pubsub would stop for everyone.
+            logger.error("offer validator failed on a listing from %s: %r", sender, exc)
+            self._reject(sender, OfferRejected("internal_error", repr(exc)))
             return False
         return True
+
+    def _reject(self, sender: PeerId, rejection: OfferRejected) -> None:
+        self.rejected[rejection.reason] = self.rejected.get(rejection.reason, 0) + 1
+        if sender == self._host.peer_id:
+            logger.warning("not publishing our own listing: %s", rejection)
+            return
+        logger.info("dropped listing from %s: %s", sender, rejection)
+        # The validator is synchronous; penalties (which may disconnect) run in a task.
+        with contextlib.suppress(trio.WouldBlock):
+            self._pending_penalties_send.send_nowait((sender, rejection))
 
     async def _apply_penalties(self) -> None:
         async for peer, rejection in self._pending_penalties:
@@ -237,9 +256,15 @@ class OfferGossip:
         while True:
             await trio.sleep(_STREAM_REPAIR_INTERVAL_S)
             for peer in self._host.libp2p.get_connected_peers():
-                if peer not in self._pubsub.peers and not self._pubsub.is_peer_blacklisted(peer):
-                    with trio.move_on_after(self._config.dial_timeout_s):
+                if peer in self._pubsub.peers or self._pubsub.is_peer_blacklisted(peer):
+                    continue
+                if self._host.is_banned_id(peer):
+                    continue
+                with trio.move_on_after(self._config.dial_timeout_s):
+                    try:
                         await self._pubsub.ensure_peer_stream(peer, self._config.dial_timeout_s)
+                    except Exception as exc:
+                        logger.debug("pubsub stream to %s not repaired: %r", peer, exc)
 
     def _blacklist(self, peer: PeerId) -> None:
         self._pubsub.add_to_blacklist(libp2p_id(peer))
@@ -250,8 +275,10 @@ class OfferGossip:
             received_at = time.time()
             try:
                 listing = OfferListing.decode(msg.data, self._config.offers.max_listing_bytes)
-            except OfferRejected:
-                continue  # validated already; only a library bug lands here
+            except Exception as exc:
+                # Validated already: only a node without its validator lands here.
+                logger.warning("delivered listing failed to decode: %r", exc)
+                continue
             if self._book.put(listing, self._wall_clock()):
                 try:
                     self._updates_send.send_nowait(ReceivedListing(listing, received_at))

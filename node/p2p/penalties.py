@@ -8,8 +8,12 @@ its reasons are not observable. Each penalty is logged with the reason that caus
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from libp2p.peer.id import ID
 
 from node.p2p.config import PenaltyPolicy
 from node.p2p.identity import PeerId
@@ -18,8 +22,20 @@ logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+
+class ReportViolation(Protocol):
+    """How a guard inside py-libp2p reports a peer (it may not await): penalise, and
+    disconnect when asked or when the penalty bans it (`P2PHost.report_violation`)."""
+
+    def __call__(
+        self, peer: ID, reason: str, detail: str = "", *, disconnect: bool = False
+    ) -> None: ...
+
+
 # Honest peers can trip the time-based rules (an offer expiring in transit, clock skew, a
 # republish racing a change), so those cost little; forged or malformed data costs a lot.
+# The library-level reasons (pubsub RPCs, Yamux, identify) are misbehaviour py-libp2p
+# tolerates silently; no honest implementation produces them.
 PENALTY_POINTS: dict[str, float] = {
     "malformed": 50.0,
     "oversized": 50.0,
@@ -35,13 +51,30 @@ PENALTY_POINTS: dict[str, float] = {
     "rate_limited": 5.0,
     "protocol_violation": 50.0,
     "timeout": 20.0,
+    # A peer's input made our own code fail: we cannot tell a bug from an attack, so it
+    # costs enough that repeating it gets the peer banned.
+    "internal_error": 25.0,
+    "malformed_rpc": 50.0,
+    "oversized_rpc": 50.0,
+    "bad_message_signature": 50.0,
+    "control_flood": 10.0,
+    "message_flood": 5.0,
+    "window_overrun": 100.0,
+    "stream_flood": 50.0,
+    "oversized_identify": 50.0,
+    "upload_refused": 5.0,
+    # An exception escaped the node and took it down; the supervisor restarts it.
+    "crashed_node": 100.0,
 }
 
 
 @dataclass
 class _Account:
-    points: float
-    updated_at: float
+    # Points already past their hold, decaying from `settled_at` on.
+    settled: float = 0.0
+    settled_at: float = 0.0
+    # Penalties still within their hold: (when, points), oldest first.
+    held: deque[tuple[float, float]] = field(default_factory=deque)
     banned_until: float = 0.0
 
 
@@ -54,33 +87,58 @@ class PeerPenalties:
     def penalise(self, peer: PeerId, reason: str, detail: str = "") -> bool:
         """Add the reason's points; True when this penalty pushed the peer into a ban."""
         now = self._clock()
-        account = self._decayed(peer, now)
-        account.points += PENALTY_POINTS.get(reason, 10.0)
-        logger.warning(
-            "peer %s penalised for %s (%s): %.0f points", peer, reason, detail, account.points
-        )
-        if account.points >= self._policy.ban_threshold and account.banned_until <= now:
+        account = self._account(peer)
+        account.held.append((now, PENALTY_POINTS.get(reason, 10.0)))
+        points = self._points(account, now)
+        logger.warning("peer %s penalised for %s (%s): %.0f points", peer, reason, detail, points)
+        if points >= self._policy.ban_threshold and account.banned_until <= now:
             account.banned_until = now + self._policy.ban_duration_s
             logger.warning("peer %s banned for %.0f s", peer, self._policy.ban_duration_s)
             return True
         return False
 
     def points(self, peer: PeerId) -> float:
-        return self._decayed(peer, self._clock()).points
+        account = self._accounts.get(peer)
+        return 0.0 if account is None else self._points(account, self._clock())
 
     def is_banned(self, peer: PeerId) -> bool:
         account = self._accounts.get(peer)
         return account is not None and account.banned_until > self._clock()
 
-    def _decayed(self, peer: PeerId, now: float) -> _Account:
+    def _account(self, peer: PeerId) -> _Account:
         account = self._accounts.get(peer)
         if account is None:
-            account = self._accounts[peer] = _Account(0.0, now)
-            return account
-        elapsed = max(0.0, now - account.updated_at)
-        account.points = max(0.0, account.points - elapsed * self._policy.decay_per_s)
-        account.updated_at = now
+            if len(self._accounts) >= self._policy.max_accounts:
+                self._forget_forgiven()
+            account = self._accounts[peer] = _Account(settled_at=self._clock())
         return account
+
+    def _points(self, account: _Account, now: float) -> float:
+        """Settle every penalty whose hold has ended (in order, so decay is exact)."""
+        hold, rate = self._policy.hold_s, self._policy.decay_per_s
+        while account.held and account.held[0][0] + hold <= now:
+            at, points = account.held.popleft()
+            released = at + hold
+            decayed = max(0.0, account.settled - (released - account.settled_at) * rate)
+            account.settled, account.settled_at = decayed + points, released
+        settled = max(0.0, account.settled - (now - account.settled_at) * rate)
+        return settled + sum(points for _, points in account.held)
+
+    def _forget_forgiven(self) -> None:
+        now = self._clock()
+        for peer in [
+            p
+            for p, a in self._accounts.items()
+            if a.banned_until <= now and self._points(a, now) == 0.0
+        ]:
+            del self._accounts[peer]
+        if len(self._accounts) >= self._policy.max_accounts:
+            # Still full of live accounts: drop the least-penalised unbanned one.
+            candidates = [p for p, a in self._accounts.items() if a.banned_until <= now]
+            if candidates:
+                del self._accounts[
+                    min(candidates, key=lambda p: self._points(self._accounts[p], now))
+                ]
 
 
 class TokenBuckets:

@@ -25,10 +25,17 @@ import trio
 
 from node.chain.typed_data import Result
 from node.p2p.config import StreamLimits
-from node.p2p.errors import IntegrityError, PeerTimeoutError, ProtocolViolation, RemoteRefused
+from node.p2p.errors import (
+    IntegrityError,
+    PeerTimeoutError,
+    ProtocolViolation,
+    RemoteRefused,
+    UploadRefused,
+)
 from node.p2p.framing import FramedStream
 from node.p2p.host import P2PHost
 from node.p2p.identity import PeerId
+from node.p2p.input_store import InputStore, InputUpload
 from node.p2p.wire import (
     JsonObject,
     decode_object,
@@ -48,68 +55,12 @@ RESULT_PROTOCOL = "/capa/result/1"
 MAX_CONTROL_FRAME = 4096
 
 
-class InputStore(Protocol):
-    """Where the provider keeps uploads; partial uploads survive a dropped stream."""
-
-    async def begin(self, job_id: bytes, size: int, sha256: bytes) -> int:
-        """Start or resume an upload; returns how many bytes are already stored."""
-        ...
-
-    async def append(self, job_id: bytes, offset: int, data: bytes) -> None: ...
-
-    async def digest(self, job_id: bytes) -> bytes:
-        """SHA-256 of everything stored for the job."""
-        ...
-
-    async def discard(self, job_id: bytes) -> None: ...
-
-
 @dataclass(frozen=True)
 class UploadReceipt:
     job_id: bytes
     size: int
     sha256: bytes
     resumed_from: int
-
-
-@dataclass
-class _Upload:
-    size: int
-    sha256: bytes
-    data: bytearray
-    running: hashlib._Hash
-
-
-class MemoryInputStore:
-    """An InputStore in memory: for tests, benches and small devnets."""
-
-    def __init__(self) -> None:
-        self._uploads: dict[bytes, _Upload] = {}
-
-    async def begin(self, job_id: bytes, size: int, sha256: bytes) -> int:
-        current = self._uploads.get(job_id)
-        if current is not None and (current.size, current.sha256) == (size, sha256):
-            return len(current.data)
-        self._uploads[job_id] = _Upload(size, sha256, bytearray(), hashlib.sha256())
-        return 0
-
-    async def append(self, job_id: bytes, offset: int, data: bytes) -> None:
-        upload = self._uploads[job_id]
-        if offset != len(upload.data):
-            raise ValueError(f"append at {offset}, have {len(upload.data)}")
-        upload.data += data
-        # hashlib releases the GIL on large buffers, so hashing in a worker thread overlaps
-        # with receiving the next chunks instead of adding a pass over the whole input.
-        await trio.to_thread.run_sync(upload.running.update, data)
-
-    async def digest(self, job_id: bytes) -> bytes:
-        return self._uploads[job_id].running.copy().digest()
-
-    async def discard(self, job_id: bytes) -> None:
-        self._uploads.pop(job_id, None)
-
-    def stored(self, job_id: bytes) -> bytes:
-        return bytes(self._uploads[job_id].data)
 
 
 async def _run_together(*tasks: Callable[[], Awaitable[None]]) -> None:
@@ -125,7 +76,13 @@ async def _run_together(*tasks: Callable[[], Awaitable[None]]) -> None:
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
         primary = next((e for e in leaves if not isinstance(e, trio.Cancelled)), leaves[0])
-        raise primary from None
+    else:
+        return
+    # Raised outside the `except` block: raising there would set the group as the
+    # primary's __context__ while the group holds the primary, a cycle that libp2p's
+    # connection-shutdown check follows forever (with py_ecc's 100000 recursion limit,
+    # until the process segfaults).
+    raise primary
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -147,6 +104,10 @@ def _check_refusal(reply: JsonObject) -> None:
 
 def serve_inputs(host: P2PHost, store: InputStore) -> None:
     limits = host.stream_limits
+    # Uploads in flight: each holds a window of chunks and a Yamux receive buffer, so
+    # their number bounds the memory uploads can take, whoever sends them.
+    in_flight = trio.CapacityLimiter(limits.max_concurrent_uploads)
+    per_peer: dict[PeerId, int] = {}
 
     async def handle(peer: PeerId, stream: FramedStream) -> None:
         header = decode_object(await stream.read_frame(MAX_CONTROL_FRAME))
@@ -159,25 +120,61 @@ def serve_inputs(host: P2PHost, store: InputStore) -> None:
             return
         if not limits.min_chunk_size <= chunk <= limits.max_chunk_size:
             raise ProtocolViolation(f"chunk size {chunk} outside the protocol's range")
-        offset = await store.begin(job_id, size, sha256)
-        await stream.write_frame(encode_object({"ok": True, "offset": offset}))
-        if offset < size:
-            await _receive_chunks(stream, store, job_id, offset, size, chunk, limits)
-        if await store.digest(job_id) != sha256:
-            await store.discard(job_id)
-            await stream.write_frame(_refusal("hash_mismatch"))
-            logger.warning("input for job %s from %s failed its hash check", job_id.hex(), peer)
+        if per_peer.get(peer, 0) >= limits.max_uploads_per_peer:
+            await stream.write_frame(_refusal("busy"))
             return
-        await stream.write_frame(encode_object({"done": True, "sha256": hex_of(sha256)}))
-        await stream.expect_end()
+        try:
+            in_flight.acquire_on_behalf_of_nowait(stream)
+        except trio.WouldBlock:
+            await stream.write_frame(_refusal("busy"))
+            return
+        per_peer[peer] = per_peer.get(peer, 0) + 1
+        try:
+            await _receive_input(peer, stream, store, job_id, size, sha256, chunk, limits)
+        finally:
+            in_flight.release_on_behalf_of(stream)
+            per_peer[peer] -= 1
+            if not per_peer[peer]:
+                del per_peer[peer]
 
     host.set_stream_handler(INPUT_PROTOCOL, handle, deadline_s=None)
 
 
-async def _receive_chunks(
+async def _receive_input(
+    peer: PeerId,
     stream: FramedStream,
     store: InputStore,
     job_id: bytes,
+    size: int,
+    sha256: bytes,
+    chunk: int,
+    limits: StreamLimits,
+) -> None:
+    try:
+        upload = await store.begin(job_id, peer, size, sha256)
+    except UploadRefused as refusal:
+        logger.info("input for job %s from %s refused: %s", job_id.hex(), peer, refusal.reason)
+        await stream.write_frame(_refusal(refusal.reason))
+        return
+    try:
+        offset = upload.offset
+        await stream.write_frame(encode_object({"ok": True, "offset": offset}))
+        if offset < size:
+            await _receive_chunks(stream, upload, offset, size, chunk, limits)
+        if not await upload.finish():
+            await stream.write_frame(_refusal("hash_mismatch"))
+            logger.warning("input for job %s from %s failed its hash check", job_id.hex(), peer)
+            return
+    finally:
+        with trio.CancelScope(shield=True):
+            await upload.close()
+    await stream.write_frame(encode_object({"done": True, "sha256": hex_of(sha256)}))
+    await stream.expect_end()
+
+
+async def _receive_chunks(
+    stream: FramedStream,
+    upload: InputUpload,
     offset: int,
     size: int,
     chunk: int,
@@ -200,7 +197,7 @@ async def _receive_chunks(
         position = offset
         async with received:
             async for data in received:
-                await store.append(job_id, position, data)
+                await upload.append(data)
                 position += len(data)
                 await stream.write_frame(encode_object({"acked": position}))
 

@@ -118,6 +118,10 @@ market = "{market}"
 
 [api]
 port = 0
+
+[p2p]
+# Any free port on loopback: tests run several daemons on one machine.
+listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
 """
     )
     return load_config(path, env={})
@@ -214,7 +218,13 @@ class TcpProxy:
 
 def start_daemon(config: Path, password: str) -> subprocess.Popen[str]:
     """`capa node run` as its own process, logging JSON lines to its stdout."""
-    env = {**os.environ, "CAPA_KEYSTORE_PASSWORD": password, "CAPA_CHAIN_POLL_INTERVAL": "0.2"}
+    env = {
+        **os.environ,
+        "CAPA_KEYSTORE_PASSWORD": password,
+        "CAPA_CHAIN_POLL_INTERVAL": "0.2",
+        # Any free port on loopback: tests run several daemons on one machine.
+        "CAPA_P2P_LISTEN_ADDRS": "/ip4/127.0.0.1/tcp/0",
+    }
     return subprocess.Popen(
         [sys.executable, "-c", RUN_NODE_APP, "run", "--config", str(config), "--log-json"],
         env=env,

@@ -150,9 +150,9 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
             async with await _api(daemon, config.api.token_file) as api:
                 path = f"/v1/jobs/{job}/accept"
                 accept = {"enclave_key": seeded.enclave.address}
-                refused = await api.post(path, json={**accept, "min_duration": -1})
+                refused = await api.post(path, json={**accept, "min_duration": "-1"})
                 assert refused.status_code == 422 and "min_duration" in refused.text
-                answer = await api.post(path, json={**accept, "min_duration": 1800})
+                answer = await api.post(path, json={**accept, "min_duration": "1800"})
                 assert answer.json()["rejected"] == ""
                 await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
                 transactions = (await api.get("/v1/transactions")).json()["transactions"]

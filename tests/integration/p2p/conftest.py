@@ -1,13 +1,20 @@
-"""Shared builders for p2p integration tests: loopback nodes, signed offers, fake providers."""
+"""Shared builders for p2p integration tests: loopback nodes, signed offers, fake providers.
+
+The attack tests' helpers (attack_harness.py, and the adversary.py and target_node.py
+processes it starts) live next to this file; pytest runs with --import-mode=importlib,
+so this directory is put on sys.path for them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +26,13 @@ from node.p2p.config import GossipParams, P2PConfig
 from node.p2p.errors import RemoteRefused
 from node.p2p.evidence_protocol import EvidenceBundle
 from node.p2p.identity import Multiaddr, NodeIdentity, PeerAddress, PeerId
+from node.p2p.input_store import MemoryInputStore
 from node.p2p.node import P2PNode, ProviderServices
 from node.p2p.offers import ListingDetails, SignedOffer
-from node.p2p.transfer import MemoryInputStore, SealedResult
+from node.p2p.transfer import SealedResult
 from scheduler.models import TcbStatus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CHAIN_ID = 31337
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

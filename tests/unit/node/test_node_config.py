@@ -105,3 +105,68 @@ def test_run_requires_the_market(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, text), env={})
     with pytest.raises(ConfigError, match=r"chain.market is missing.*0x followed by 40 hex digits"):
         config.require_market()
+
+
+def test_the_p2p_section_defaults_overrides_and_daemon_settings(tmp_path: Path) -> None:
+    from node.daemon.p2p_service import p2p_config_for
+    from node.p2p.identity import NodeIdentity
+
+    text = render_config(
+        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=31337, market=MARKET, api_port=0
+    )
+    config = load_config(_write(tmp_path, text), env={})
+    assert config.p2p.enabled and config.p2p.listen_addrs == ("/ip4/0.0.0.0/tcp/4001",)
+    seed = NodeIdentity.generate().peer_id
+    bootstrap = f"/ip4/203.0.113.7/tcp/4001/p2p/{seed}"
+    config = load_config(
+        _write(tmp_path, text),
+        env={
+            "CAPA_P2P_LISTEN_ADDRS": "/ip4/127.0.0.1/tcp/0",
+            "CAPA_P2P_BOOTSTRAP_PEERS": bootstrap,
+            "CAPA_P2P_MAX_STREAMS_PER_PEER": "32",
+            "CAPA_P2P_BAN_DURATION": "60",
+        },
+    )
+    p2p = p2p_config_for(config)
+    assert p2p.listen_addrs == ("/ip4/127.0.0.1/tcp/0",)
+    assert [str(peer) for peer in p2p.bootstrap_peers] == [bootstrap]
+    assert p2p.peer_limits.max_inbound_streams_per_peer == 32
+    assert p2p.penalties.ban_duration_s == 60.0
+    assert p2p.chain_id == 31337 and p2p.market_address == MARKET
+    assert p2p.peer_store_path == tmp_path / "peers.json"
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ('listen_addrs = ["tcp://0.0.0.0:4001"]', "p2p.listen_addrs = ['tcp://0.0.0.0:4001']"),
+        ("listen_addrs = []", "p2p.listen_addrs = []"),
+        ('bootstrap_peers = ["/ip4/1.2.3.4/tcp/4001"]', "p2p.bootstrap_peers"),
+        ("max_connections = 2", "p2p.max_connections = 2"),
+    ],
+)
+def test_a_bad_p2p_setting_names_the_key(tmp_path: Path, setting: str, expected: str) -> None:
+    text = (
+        '[node]\nrole = "client"\n[chain]\nrpc_urls = ["http://x"]\nchain_id = 1\n'
+        f"[p2p]\n{setting}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text), env={})
+    assert expected in str(caught.value) and "expected" in str(caught.value)
+
+
+def test_a_p2p_setting_the_p2p_layer_refuses_stops_the_daemon_with_one_line(
+    tmp_path: Path,
+) -> None:
+    from node.daemon.errors import DaemonError
+    from node.daemon.p2p_service import p2p_config_for
+
+    text = render_config(
+        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market=MARKET, api_port=0
+    )
+    # Well-formed to the loader, which only checks the shape: the p2p layer parses it fully.
+    config = load_config(
+        _write(tmp_path, text), env={"CAPA_P2P_LISTEN_ADDRS": "/ip4/999.0.0.1/tcp/4001"}
+    )
+    with pytest.raises(DaemonError, match=r"\[p2p\] in .*not a multiaddr"):
+        p2p_config_for(config)

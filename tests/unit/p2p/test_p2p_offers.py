@@ -136,19 +136,50 @@ def test_the_book_keeps_the_freshest_listing_and_expires_it() -> None:
     assert book.resource_offers(NOW + 20) == []
 
 
-def test_penalties_decay_and_ban_at_the_threshold() -> None:
+def test_penalties_hold_then_decay_and_ban_at_the_threshold() -> None:
     clock = FakeClock()
     penalties = PeerPenalties(
-        PenaltyPolicy(ban_threshold=100, ban_duration_s=60, decay_per_s=1), clock
+        PenaltyPolicy(ban_threshold=100, ban_duration_s=60, hold_s=30, decay_per_s=1), clock
     )
     assert not penalties.penalise(PEER, "expired")
     clock.now += 10
+    assert penalties.points(PEER) == 10  # still held
+    clock.now += 25
+    assert penalties.points(PEER) == 5  # 30 s hold, then 5 s of decay
+    clock.now += 5
     assert penalties.points(PEER) == 0
     assert not penalties.penalise(PEER, "malformed")
     assert penalties.penalise(PEER, "bad_signature")
     assert penalties.is_banned(PEER)
     clock.now += 61
     assert not penalties.is_banned(PEER)
+
+
+def test_two_half_threshold_violations_reach_the_ban() -> None:
+    """The old linear decay left two 50-point violations at 99.99 points: never banned."""
+    clock = FakeClock()
+    penalties = PeerPenalties(PenaltyPolicy(ban_threshold=100, decay_per_s=1), clock)
+    assert not penalties.penalise(PEER, "protocol_violation")
+    clock.now += 10
+    assert penalties.penalise(PEER, "protocol_violation")
+    assert penalties.is_banned(PEER)
+    # Spread far enough apart, the same two violations are forgiven.
+    other = PeerId("12D3KooWother")
+    assert not penalties.penalise(other, "protocol_violation")
+    clock.now += PenaltyPolicy().hold_s + 60
+    assert not penalties.penalise(other, "protocol_violation")
+    assert penalties.points(other) == 50
+
+
+def test_penalty_accounts_are_bounded() -> None:
+    clock = FakeClock()
+    penalties = PeerPenalties(PenaltyPolicy(max_accounts=10, hold_s=0, decay_per_s=100), clock)
+    penalties.penalise(PEER, "bad_signature")
+    for i in range(100):
+        penalties.penalise(PeerId(f"peer-{i}"), "rate_limited")
+        clock.now += 1
+    assert len(penalties._accounts) <= 10
+    assert penalties.is_banned(PEER)
 
 
 def test_token_buckets_refill() -> None:

@@ -85,16 +85,28 @@ def test_a_long_measurement_is_attested_as_its_keccak() -> None:
     assert attestation(mrtd).hash_struct() != attestation(mrtd[:32]).hash_struct()
 
 
+SPEC = b"\x04" * 32
+
+
 @pytest.mark.parametrize(
     ("build", "field"),
     [
-        (lambda: Result(b"\x01" * 31, PROVIDER, b"\x02" * 32, b"\x03" * 32).hash_struct(), "jobId"),
         (
-            lambda: Result(b"\x01" * 32, PROVIDER, b"\x02" * 33, b"\x03" * 32).hash_struct(),
+            lambda: Result(b"\x01" * 31, PROVIDER, SPEC, b"\x02" * 32, b"\x03" * 32).hash_struct(),
+            "jobId",
+        ),
+        (
+            lambda: Result(
+                b"\x01" * 32, PROVIDER, b"\x04" * 33, b"\x02" * 32, b"\x03" * 32
+            ).hash_struct(),
+            "specHash",
+        ),
+        (
+            lambda: Result(b"\x01" * 32, PROVIDER, SPEC, b"\x02" * 33, b"\x03" * 32).hash_struct(),
             "inputHash",
         ),
         (
-            lambda: Result(b"\x01" * 32, PROVIDER, b"\x02" * 32, b"\x03" * 31).hash_struct(),
+            lambda: Result(b"\x01" * 32, PROVIDER, SPEC, b"\x02" * 32, b"\x03" * 31).hash_struct(),
             "outputHash",
         ),
         (lambda: ResultBatch(PROVIDER, b"\x05" * 31, 1).hash_struct(), "root"),
@@ -122,7 +134,9 @@ def test_an_empty_batch_is_refused() -> None:
 
 
 def test_the_batch_root_of_results_is_over_their_hash_structs() -> None:
-    results = [Result(bytes([i]) * 32, PROVIDER, b"\x02" * 32, b"\x03" * 32) for i in range(3)]
+    results = [
+        Result(bytes([i]) * 32, PROVIDER, SPEC, b"\x02" * 32, b"\x03" * 32) for i in range(3)
+    ]
     hashes = [r.hash_struct() for r in results]
     assert results_batch_root(results) == keccak(keccak(hashes[0] + hashes[1]) + hashes[2])
 
