@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from eth_utils.address import to_canonical_address, to_checksum_address
-
 from node.p2p.errors import ProtocolViolation, RemoteRefused
 from node.p2p.framing import FramedStream
 from node.p2p.host import P2PHost
@@ -25,6 +23,7 @@ from node.p2p.wire import (
     decode_object,
     encode_object,
     hex_of,
+    read_address,
     read_bool,
     read_hex,
     read_int,
@@ -37,14 +36,6 @@ from proofs.receipts import KeyAttestation
 APPROVE_PROTOCOL = "/capa/approve/1"
 MAX_REQUEST_FRAME = 2 * MAX_EVIDENCE_SIZE + 8192
 MAX_ANSWER_FRAME = 4096
-
-
-def _address(obj: JsonObject, name: str) -> str:
-    text = read_str(obj, name, 42)
-    try:
-        return to_checksum_address(to_canonical_address(text))
-    except ValueError as exc:
-        raise ProtocolViolation(f"field {name!r} is not an address") from exc
 
 
 @dataclass(frozen=True)
@@ -85,8 +76,8 @@ class ApprovalRequest:
             hpke_public_key=read_hex(obj, "hpke", 32),
             nonce_block=read_int(obj, "block", 0, 2**63 - 1),
             attestation=KeyAttestation(
-                provider=_address(att, "provider"),
-                enclave_key=_address(att, "enclaveKey"),
+                provider=read_address(att, "provider"),
+                enclave_key=read_address(att, "enclaveKey"),
                 tee_kind=read_int(att, "teeKind", 0, 255),
                 measurement=read_hex(att, "measurement", max_size=64),
                 tcb_status=read_int(att, "tcbStatus", 0, 255),
