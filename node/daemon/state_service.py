@@ -38,6 +38,7 @@ class Outcome:
     origin: str
     seq: int | None  # None: already recorded, nothing done
     rejected: str = ""
+    reply: str = ""  # what the transition answers a peer's request with (JSON)
 
 
 @dataclass
@@ -145,7 +146,9 @@ class StateService:
                         step = transition(self.me, self._view, change)
                         applied = self.state.absorb(step, seq)
                         self.store.save_step(conn, step, seq, applied)
-                        item.outcomes.append(Outcome(change.origin, seq, step.rejected))
+                        item.outcomes.append(
+                            Outcome(change.origin, seq, step.rejected, step.reply)
+                        )
                         kinds.append(type(change).__name__)
                     if item.cursor is not None:
                         self.store.set_cursor(conn, item.cursor)
