@@ -146,6 +146,10 @@ class TxSender:
         self._next_nonce: int | None = None
         self.attempt_recorded = trio.Event()  # set at each signed attempt; replaced after
 
+    def learn_targets(self, targets: Mapping[str, Address]) -> None:
+        """Addresses found after start (the market names its verifier and registry)."""
+        self._targets.update(targets)
+
     async def execute(self, effect: SendTransaction) -> StateChange:
         record = self._store.transaction_for(effect.effect_id)
         if record is not None and record.status is TxStatus.CONFIRMED:

@@ -146,9 +146,7 @@ class StateService:
                         step = transition(self.me, self._view, change)
                         applied = self.state.absorb(step, seq)
                         self.store.save_step(conn, step, seq, applied)
-                        item.outcomes.append(
-                            Outcome(change.origin, seq, step.rejected, step.reply)
-                        )
+                        item.outcomes.append(Outcome(change.origin, seq, step.rejected, step.reply))
                         kinds.append(type(change).__name__)
                     if item.cursor is not None:
                         self.store.set_cursor(conn, item.cursor)
