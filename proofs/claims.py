@@ -13,7 +13,8 @@ from typing import NewType
 
 Measurement = NewType("Measurement", bytes)
 """The launch measurement: MRENCLAVE (32 B), MRTD (48 B), SNP MEASUREMENT (48 B), sim (32 B),
-nvidia-cc: SHA-384 of the whole SPDM measurement record (48 B)."""
+nvidia-cc: SHA-384 of the whole SPDM measurement record (48 B), cca: the realm initial
+measurement (RIM, 32 or 64 B)."""
 
 ReportData = NewType("ReportData", bytes)
 """The 64 bytes the enclave chose to bind into its evidence; for nvidia-cc, the 32-byte SPDM
@@ -29,6 +30,7 @@ class TeeKind(IntEnum):
     SEV_SNP = 3
     NVIDIA_CC = 4
     SIM = 5
+    CCA = 6
 
     @property
     def label(self) -> str:
@@ -41,6 +43,7 @@ _KIND_LABELS = {
     TeeKind.SEV_SNP: "sev-snp",
     TeeKind.NVIDIA_CC: "nvidia-cc",
     TeeKind.SIM: "sim",
+    TeeKind.CCA: "cca",
 }
 
 
@@ -80,6 +83,34 @@ def tcb_status_from_intel_name(name: str) -> TcbStatus | None:
 
 
 @dataclass(frozen=True)
+class CcaSoftwareComponent:
+    """One measured platform software component of a CCA platform token."""
+
+    component_type: str
+    measurement: bytes
+    signer_id: bytes
+    version: str | None
+
+
+@dataclass(frozen=True)
+class CcaFacts:
+    """What a CCA attestation token says beyond the common claims, decoded by name."""
+
+    profile: str
+    implementation_id: bytes
+    instance_id: bytes
+    lifecycle: int
+    lifecycle_name: str
+    platform_config: bytes
+    software_components: tuple[CcaSoftwareComponent, ...]
+    verification_service: str | None
+    personalization_value: bytes
+    extensible_measurements: tuple[bytes, ...]
+    realm_hash_algorithm: str
+    binding_hash_algorithm: str
+
+
+@dataclass(frozen=True)
 class Claims:
     """What verified evidence says, in one shape for every kind.
 
@@ -106,3 +137,14 @@ class Claims:
     """When the collateral behind this verdict stops being valid (None: long-lived certs only)."""
     reference_mismatches: tuple[int, ...] | None = None
     """nvidia-cc: SPDM blocks differing from NVIDIA's reference manifests; None: not compared."""
+    attributes: tuple[str, ...] = ()
+    """The set bits of the evidence's own attribute word, by name: TDX TDATTRIBUTES, SGX
+    ATTRIBUTES.FLAGS, SEV-SNP guest POLICY. Unnamed set bits read "RESERVED_<bit>"."""
+    platform: str | None = None
+    """sev-snp: the AMD product ("Milan", "Genoa", "Turin")."""
+    tcb_svns: tuple[tuple[str, int], ...] | None = None
+    """sev-snp: REPORTED_TCB by component (bootloader, tee, snp, microcode, and fmc on Turin)."""
+    cca: CcaFacts | None = None
+    not_hardware: str | None = None
+    """Why this evidence, though correctly signed, does not come from hardware (e.g. a CCA
+    token signed by Arm's published simulator key); always shown with `insecure`."""

@@ -32,6 +32,12 @@ class CollateralError(ProofError):
     """Collateral is missing, malformed, for another platform, or not valid at the given time."""
 
 
+class CollateralUnavailable(CollateralError):
+    """The source has no collateral for this evidence at all (none was handed over), as
+    opposed to collateral that is broken or could not be fetched. Intel quotes are then
+    verified crypto-only."""
+
+
 class BindingMismatch(ProofError):
     """Evidence is genuine but bound to other data (report data, TCB, chip id)."""
 

@@ -11,6 +11,8 @@ from datetime import datetime
 
 from eth_utils.crypto import keccak
 
+from proofs.attributes import sgx_attribute_names, snp_policy_names, td_attribute_names
+from proofs.cca import DEBUG_LIFECYCLES, CcaVerification, looks_like_cca_token, verify_cca_token
 from proofs.certificates import require_utc
 from proofs.claims import (
     Claims,
@@ -21,14 +23,20 @@ from proofs.claims import (
     tcb_status_from_intel_name,
 )
 from proofs.collateral_source import AmdCollateralRequest, CollateralSource, IntelCollateralRequest
-from proofs.errors import MalformedEvidence
+from proofs.errors import CollateralUnavailable, MalformedEvidence
 from proofs.intel_quote import (
     IntelQuote,
     SgxEnclaveReport,
     looks_like_intel_quote,
     parse_intel_quote,
 )
-from proofs.intel_verify import IntelVerification, pck_fmspc_and_ca, verify_intel_quote
+from proofs.intel_verify import (
+    CollateralTimes,
+    IntelVerification,
+    pck_fmspc_and_ca,
+    verify_intel_quote,
+    verify_quote_without_collateral,
+)
 from proofs.nvidia_collateral import OcspResponder, RimSource
 from proofs.nvidia_verify import (
     NvidiaVerification,
@@ -46,12 +54,14 @@ MAX_EVIDENCE_SIZE = 64 * 1024
 @dataclass(frozen=True)
 class VerifiedEvidence:
     claims: Claims
-    detail: IntelVerification | SnpVerification | SimEvidence | NvidiaVerification
+    detail: IntelVerification | SnpVerification | SimEvidence | NvidiaVerification | CcaVerification
 
 
 def detect_kind(data: bytes) -> TeeKind:
     if looks_like_sim_evidence(data):
         return TeeKind.SIM
+    if looks_like_cca_token(data):
+        return TeeKind.CCA
     if looks_like_nvidia_evidence(data):
         return TeeKind.NVIDIA_CC
     if looks_like_intel_quote(data):
@@ -59,7 +69,7 @@ def detect_kind(data: bytes) -> TeeKind:
     if looks_like_snp_report(data):
         return TeeKind.SEV_SNP
     raise MalformedEvidence(
-        "not a known evidence format (SGX/TDX quote, SEV-SNP report, NVIDIA GPU, sim)"
+        "not a known evidence format (SGX/TDX quote, SEV-SNP report, NVIDIA GPU, CCA token, sim)"
     )
 
 
@@ -78,9 +88,11 @@ def _intel_claims(result: IntelVerification, evidence_hash: EvidenceHash) -> Cla
     if isinstance(body, SgxEnclaveReport):
         kind, measurement = TeeKind.SGX, body.mr_enclave
         signer_ids: tuple[str, ...] = (body.mr_signer.hex(),)
+        attributes = sgx_attribute_names(body.attributes)
     else:
         kind, measurement = TeeKind.TDX, body.mr_td
         signer_ids = (body.mr_seam.hex(), *_hex_ids(body.mr_owner, body.mr_config_id))
+        attributes = td_attribute_names(body.td_attributes, body.mr_service_td)
     return Claims(
         kind=kind,
         version=quote.header.version,
@@ -88,12 +100,15 @@ def _intel_claims(result: IntelVerification, evidence_hash: EvidenceHash) -> Cla
         report_data=ReportData(body.report_data),
         debug=body.debug,
         signer_ids=signer_ids,
-        tcb_status=tcb_status_from_intel_name(result.tcb.status),
+        tcb_status=(
+            tcb_status_from_intel_name(result.tcb.status) if result.tcb.status is not None else None
+        ),
         tcb_status_name=result.tcb.status,
         advisory_ids=result.tcb.advisory_ids,
         evidence_hash=evidence_hash,
         revocation_checked=result.pck_crl_checked,
         valid_until=result.valid_until,
+        attributes=attributes,
     )
 
 
@@ -110,7 +125,36 @@ def _snp_claims(result: SnpVerification, evidence_hash: EvidenceHash) -> Claims:
         tcb_status_name=None,
         advisory_ids=None,
         evidence_hash=evidence_hash,
+        revocation_checked=result.revocation_checked,
         valid_until=result.valid_until,
+        attributes=snp_policy_names(report.policy),
+        platform=result.product.value,
+        tcb_svns=result.reported_tcb.svns(),
+    )
+
+
+def _cca_claims(result: CcaVerification, evidence_hash: EvidenceHash) -> Claims:
+    facts = result.facts
+    return Claims(
+        kind=TeeKind.CCA,
+        version=1,
+        measurement=Measurement(result.realm_initial_measurement),
+        report_data=ReportData(result.realm_challenge),
+        debug=facts.lifecycle_name in DEBUG_LIFECYCLES,
+        signer_ids=(facts.implementation_id.hex(), facts.instance_id.hex()),
+        tcb_status=None,
+        tcb_status_name=None,
+        advisory_ids=None,
+        evidence_hash=evidence_hash,
+        insecure=result.simulator,
+        # A trust anchor store is the CPAKs' only revocation: a key leaves the store.
+        revocation_checked=False,
+        cca=facts,
+        not_hardware=(
+            "CCA token signed by Arm's published simulator (FVP) platform key"
+            if result.simulator
+            else None
+        ),
     )
 
 
@@ -162,11 +206,15 @@ def verify_evidence(
     *,
     ocsp: OcspResponder | None = None,
     rim: RimSource | None = None,
+    collateral_times: CollateralTimes | None = None,
 ) -> VerifiedEvidence:
     """Raises a ProofError subclass with a one-line reason when the evidence is not genuine.
 
     `ocsp` and `rim` serve NVIDIA GPU evidence only; without them its claims say that
-    revocation and reference measurements were not checked."""
+    revocation and reference measurements were not checked. `collateral_times` gives Intel
+    collateral files their own instants (a case whose collateral has no common one).
+    An Intel quote whose source has no collateral for it (`CollateralUnavailable`) is
+    verified crypto-only: its claims carry no TCB status, which the policy judges."""
     at = require_utc(at)
     if len(data) > MAX_EVIDENCE_SIZE:
         raise MalformedEvidence(f"evidence of {len(data)} bytes exceeds {MAX_EVIDENCE_SIZE}")
@@ -179,10 +227,17 @@ def verify_evidence(
     if kind == TeeKind.NVIDIA_CC:
         gpu = verify_nvidia_evidence(data, at, ocsp=ocsp, rim=rim)
         return VerifiedEvidence(nvidia_claims(gpu, evidence_hash), gpu)
+    if kind == TeeKind.CCA:
+        cca = verify_cca_token(data, collateral.cca_trust_anchors(at))
+        return VerifiedEvidence(_cca_claims(cca, evidence_hash), cca)
     if kind in (TeeKind.SGX, TeeKind.TDX):
         quote = parse_intel_quote(data)
-        intel = collateral.intel_collateral(intel_collateral_request(quote), at)
-        result = verify_intel_quote(data, intel, at, parsed=quote)
+        try:
+            intel = collateral.intel_collateral(intel_collateral_request(quote), at)
+        except CollateralUnavailable:
+            bare = verify_quote_without_collateral(data, at)
+            return VerifiedEvidence(_intel_claims(bare, evidence_hash), bare)
+        result = verify_intel_quote(data, intel, at, parsed=quote, times=collateral_times)
         return VerifiedEvidence(_intel_claims(result, evidence_hash), result)
     report = parse_snp_report(data)
     product = report.product

@@ -39,11 +39,13 @@ class PlatformTcb:
 
 @dataclass(frozen=True)
 class TcbEvaluation:
-    status: str
+    """Statuses are None only for a crypto-only verification (no collateral to judge by)."""
+
+    status: str | None
     advisory_ids: tuple[str, ...] | None
-    platform_status: str
+    platform_status: str | None
     tdx_module_status: str | None
-    qe_status: str
+    qe_status: str | None
     tcb_date: str | None
 
 

@@ -7,9 +7,9 @@ manifests, all offline. `HttpOcspResponder` speaks NVIDIA's OCSP service through
 callable the daemon wires with timeouts, as `HttpCollateralFetcher` does for Intel and AMD.
 
 RIMs (NVIDIA's signed SWID tags) are XML with an XML-DSig signature chained to NVIDIA's RIM
-root. A `RimSource` must check that signature (and the RIM chain's OCSP status) before it
-returns a `ReferenceManifest`; this package does not parse XML-DSig, so there is no HTTP RIM
-source here yet, only the interface and the offline comparison.
+root. A `RimSource` must check that signature (and, given OCSP, the RIM chain's status) before
+it returns a `ReferenceManifest`: `proofs.nvidia_rim.SignedRimSource` does, over NVIDIA's RIM
+service or a directory of RIM files.
 """
 
 from __future__ import annotations

@@ -35,6 +35,16 @@ class SnpTcb:
     microcode: int
     fmc: int | None
 
+    def svns(self) -> tuple[tuple[str, int], ...]:
+        """By component name, as a policy floor names them (fmc only on Turin)."""
+        named = (
+            ("bootloader", self.bootloader),
+            ("tee", self.tee),
+            ("snp", self.snp),
+            ("microcode", self.microcode),
+        )
+        return named + ((("fmc", self.fmc),) if self.fmc is not None else ())
+
     @classmethod
     def decode(cls, raw: int, product: AmdProduct) -> SnpTcb:
         b = raw.to_bytes(8, "little")

@@ -5,6 +5,7 @@ equal to its hwID; every certificate valid at the verification time. Roots are t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,9 +13,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from proofs.certificates import (
+    check_crl,
     check_issued_by,
+    check_not_revoked,
     check_valid_at,
     ec_public_key,
+    load_crl,
     load_der_certificate,
     load_pem_chain,
     require_utc,
@@ -22,7 +26,7 @@ from proofs.certificates import (
     verify_ecdsa_integers,
 )
 from proofs.errors import BindingMismatch, CertificateInvalid, CollateralError
-from proofs.pinned_roots import AMD_ROOT_CHAINS, AmdProduct
+from proofs.pinned_roots import AMD_ROOT_CHAINS, AmdProduct, AmdRootChain
 from proofs.sev_snp import SnpReport, SnpSigner, SnpTcb, parse_snp_report
 
 _AMD_OID = "1.3.6.1.4.1.3704.1"
@@ -39,12 +43,15 @@ _TCB_OIDS = {
 
 @dataclass(frozen=True)
 class AmdCollateral:
-    """The VEK certificate (DER) and, optionally, the ASK/ASVK + ARK chain it came with.
+    """The VEK certificate (DER), optionally the ASK/ASVK + ARK chain it came with, and the
+    product's KDS CRL (signed by the ARK; it lists revoked ASKs/ASVKs and VEKs).
 
-    The chain is only compared with the pinned one; trust never comes from it."""
+    The chain is only compared with the pinned one; trust never comes from it. Without a
+    CRL the claims say revocation was not checked."""
 
     vek_der: bytes
     ask_ark_pem: bytes | None = None
+    crl_der: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class SnpVerification:
     signer: SnpSigner
     reported_tcb: SnpTcb
     valid_until: datetime
+    revocation_checked: bool = False
 
 
 def _extension_bytes(cert: x509.Certificate, oid: str) -> bytes | None:
@@ -98,15 +106,21 @@ def _product_of(report: SnpReport, vek: x509.Certificate) -> AmdProduct:
 
 
 def verify_snp_report(
-    report_bytes: bytes, collateral: AmdCollateral, at: datetime
+    report_bytes: bytes,
+    collateral: AmdCollateral,
+    at: datetime,
+    *,
+    roots: Mapping[AmdProduct, AmdRootChain] = AMD_ROOT_CHAINS,
 ) -> SnpVerification:
+    """`roots` replaces the pinned AMD chains for test hierarchies only (a CRL revoking an
+    ASK can only be signed by an ARK the test holds)."""
     at = require_utc(at)
     report = parse_snp_report(report_bytes)
     vek = load_der_certificate(collateral.vek_der, "VEK certificate")
     product = _product_of(report, vek)
     signer = report.signer
 
-    pinned = AMD_ROOT_CHAINS[product]
+    pinned = roots[product]
     pinned_pem = pinned.asvk_ark_pem if signer == SnpSigner.VLEK else pinned.ask_ark_pem
     intermediate, ark = load_pem_chain(pinned_pem, "pinned AMD chain")
     intermediate_name = "ASVK" if signer == SnpSigner.VLEK else "ASK"
@@ -160,10 +174,19 @@ def verify_snp_report(
         if hwid != report.chip_id:
             raise BindingMismatch("CHIP_ID differs from the VCEK's hwID")
 
+    expiries = [vek.not_valid_after_utc, intermediate.not_valid_after_utc]
+    if collateral.crl_der is not None:
+        crl = load_crl(collateral.crl_der, f"AMD {product.value} CRL")
+        check_crl(crl, ark, at, f"AMD {product.value} CRL")
+        check_not_revoked(crl, intermediate, intermediate_name)
+        check_not_revoked(crl, vek, signer.value.upper())
+        if crl.next_update_utc is not None:
+            expiries.append(crl.next_update_utc)
     return SnpVerification(
         report=report,
         product=product,
         signer=signer,
         reported_tcb=reported,
-        valid_until=min(vek.not_valid_after_utc, intermediate.not_valid_after_utc),
+        valid_until=min(expiries),
+        revocation_checked=collateral.crl_der is not None,
     )

@@ -64,6 +64,7 @@ class TeeKind(enum.IntEnum):
     SEV_SNP = 3
     NVIDIA_CC = 4
     SIM = 5
+    CCA = 6
 
     @property
     def is_hardware(self) -> bool:

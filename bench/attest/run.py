@@ -8,8 +8,9 @@ Prints a table, then as its last line one JSON object with the figures.
 parsing, collateral lookup in a warm `CachedCollateralSource`, verification, claims). "dcap-qvl"
 is `dcap_qvl.verify_with_root_ca` alone, with its collateral object built once outside the
 timing. It is compared only on cases dcap-qvl accepts (not debug, with a PCK CRL); the others
-run our own engine and are listed without a ratio. Medians of interleaved runs, so drift in
-machine load hits both sides alike.
+run our own engine and are listed without a ratio. Each Intel case is also timed crypto-only
+(no collateral: quote, QE report and PCK chain), and Arm's example CCA token with its trust
+anchor store. Medians of interleaved runs, so drift in machine load hits both sides alike.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from proofs.collateral_directory import CollateralDirectory
-from proofs.collateral_source import CachedCollateralSource
+from proofs.collateral_source import CachedCollateralSource, NoCollateral
 from proofs.evidence import verify_evidence
 from proofs.intel_collateral import split_signed_document
 from proofs.nvidia_verify import create_nvidia_evidence
@@ -44,6 +45,7 @@ from proofs.sim import create_sim_evidence
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEFAULT_TESTDATA = REPOSITORY / "tests" / "data" / "attestation"
 NVIDIA_DATA = REPOSITORY / "tests" / "unit" / "proofs" / "data" / "nvidia"
+CCA_DATA = REPOSITORY / "tests" / "data" / "attestation-cca"
 GOAL_INTEL_RATIO = 1.2
 GOAL_SNP_MS = 2.0
 
@@ -137,6 +139,41 @@ def main() -> None:
             }
         )
 
+        if case["kind"] != "sev-snp":
+            # Crypto-only: the same quote handed over without collateral (RA-TLS, bare quote).
+            bare_s, _ = _median_pair(
+                lambda data=data, at=at: verify_evidence(data, NoCollateral(), at),  # type: ignore[misc]
+                None,
+                args.rounds,
+            )
+            rows.append(
+                {
+                    "case": folder.name,
+                    "kind": f"{case['kind']}-crypto-only",
+                    "engine": "capacloud",
+                    "ours_ms": bare_s * 1e3,
+                    "dcap_qvl_ms": None,
+                    "ratio": None,
+                }
+            )
+
+    cca_source = CachedCollateralSource(CollateralDirectory(CCA_DATA))
+    cca_token = (CCA_DATA / "cca-example-token.cbor").read_bytes()
+    cca_at = datetime(2025, 1, 1, tzinfo=UTC)
+    cca_s, _ = _median_pair(
+        lambda: verify_evidence(cca_token, cca_source, cca_at), None, args.rounds
+    )
+    rows.append(
+        {
+            "case": "cca-fvp",
+            "kind": "cca",
+            "engine": "capacloud",
+            "ours_ms": cca_s * 1e3,
+            "dcap_qvl_ms": None,
+            "ratio": None,
+        }
+    )
+
     gpu = create_nvidia_evidence(
         bytes.fromhex((NVIDIA_DATA / "hopperAttestationReport.txt").read_text()),
         (NVIDIA_DATA / "hopperCertChain.txt").read_bytes(),
@@ -164,12 +201,12 @@ def main() -> None:
         f"attest bench: median of {args.rounds} interleaved runs, warm collateral cache, "
         f"{platform.python_implementation()} {platform.python_version()}, dcap-qvl 0.7.0"
     )
-    print(f"{'case':<13}{'kind':<11}{'engine':<11}{'ours ms':>9}{'dcap-qvl ms':>13}{'ratio':>8}")
+    print(f"{'case':<13}{'kind':<17}{'engine':<11}{'ours ms':>9}{'dcap-qvl ms':>13}{'ratio':>8}")
     for row in rows:
         theirs = f"{row['dcap_qvl_ms']:.3f}" if row["dcap_qvl_ms"] is not None else "-"
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
         print(
-            f"{row['case']:<13}{row['kind']:<11}{row['engine']:<11}"
+            f"{row['case']:<13}{row['kind']:<17}{row['engine']:<11}"
             f"{row['ours_ms']:>9.3f}{theirs:>13}{ratio:>8}"
         )
 

@@ -12,7 +12,9 @@ library TeeKind {
     uint8 internal constant NVIDIA_CC = 4;
     /// Simulated enclave: a real sandbox without hardware. INSECURE; devnets only.
     uint8 internal constant SIM = 5;
-    uint8 internal constant MAX = 5;
+    /// Arm CCA realm (platform + realm token).
+    uint8 internal constant CCA = 6;
+    uint8 internal constant MAX = 6;
 
     function isKnown(uint8 kind) internal pure returns (bool) {
         return kind >= SGX && kind <= MAX;

@@ -151,8 +151,8 @@ contract AttestationVerifierTest is Fixture {
         vm.startPrank(gov);
         vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.UnknownTeeKind.selector, 0));
         verifier.setKindPolicy(0, true, 0);
-        vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.UnknownTeeKind.selector, 6));
-        verifier.setKindPolicy(6, true, 0);
+        vm.expectRevert(abi.encodeWithSelector(AttestationVerifier.UnknownTeeKind.selector, 7));
+        verifier.setKindPolicy(7, true, 0);
         vm.expectRevert(AttestationVerifier.SimNotAllowed.selector);
         verifier.setKindPolicy(TeeKind.SIM, true, 0);
         // disabling SIM is always fine

@@ -591,7 +591,7 @@ abstract contract JobMarketCases is Fixture {
         r.deadline = uint64(block.timestamp);
         _expectPostRevert(r, abi.encodeWithSelector(JobMarket.DeadlinePassed.selector, r.deadline));
 
-        uint8[4] memory badMasks = [uint8(0), 0x01, 0x40, 0x83];
+        uint8[4] memory badMasks = [uint8(0), 0x01, 0x80, 0x83];
         for (uint256 i; i < 4; ++i) {
             r = _req(PRICE);
             r.teeKinds = badMasks[i];

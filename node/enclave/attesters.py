@@ -1,7 +1,9 @@
 """Evidence sources. Each takes the 64-byte report data built by `proofs.binding` and returns raw
 evidence bytes; parsing and verification belong to `proofs`.
 
-- configfs-tsm (TDX, SEV-SNP): a report entry under /sys/kernel/config/tsm/report.
+- configfs-tsm (TDX, SEV-SNP, Arm CCA realms): a report entry under
+  /sys/kernel/config/tsm/report; a CCA realm's outblob is its attestation token (platform and
+  realm token), its inblob the 64-byte realm challenge.
 - Gramine /dev/attestation (SGX DCAP).
 - NVIDIA GPUs in confidential-computing mode, through NVML.
 - sim: a host-key-signed JSON document, INSECURE (proofs.sim), for machines with no TEE.
@@ -28,7 +30,12 @@ from proofs.sim import create_sim_evidence
 
 CONFIGFS_TSM_REPORT_ROOT = Path("/sys/kernel/config/tsm/report")
 GRAMINE_ATTESTATION_ROOT = Path("/dev/attestation")
-_TSM_PROVIDERS = {TeeKind.TDX: "tdx_guest", TeeKind.SEV_SNP: "sev_guest"}
+# The provider names are the guest drivers' module names (KBUILD_MODNAME) in Linux.
+_TSM_PROVIDERS = {
+    TeeKind.TDX: "tdx_guest",
+    TeeKind.SEV_SNP: "sev_guest",
+    TeeKind.CCA: "arm_cca_guest",
+}
 MAX_EVIDENCE_BYTES = 1024 * 1024
 
 
@@ -136,7 +143,7 @@ class ConfigfsEntries:
 
 
 class ConfigfsTsmAttester:
-    """TDX quote or SEV-SNP report through Linux configfs-tsm.
+    """TDX quote, SEV-SNP report or CCA realm token through Linux configfs-tsm.
 
     Each request uses a fresh entry: write `inblob`, read `outblob`, `auxblob`, `provider`,
     then `generation`. A fresh entry starts at generation 0 and our one write makes it 1; any
@@ -151,7 +158,7 @@ class ConfigfsTsmAttester:
         entries: TsmEntries | None = None,
     ) -> None:
         if kind not in _TSM_PROVIDERS:
-            raise ValueError(f"configfs-tsm serves tdx and sev-snp, not {kind.label}")
+            raise ValueError(f"configfs-tsm serves tdx, sev-snp and cca, not {kind.label}")
         self._kind = kind
         self._root = report_root
         self._entries = entries or ConfigfsEntries()

@@ -325,7 +325,7 @@ class SandboxBackend:
 def hardware_attester(kind: TeeKind) -> Attester:
     """The attester for a hardware kind, or AttestationUnavailable: never a silent `sim`."""
     attester: Attester
-    if kind in (TeeKind.TDX, TeeKind.SEV_SNP):
+    if kind in (TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.CCA):
         attester = ConfigfsTsmAttester(kind)
     elif kind is TeeKind.SGX:
         attester = GramineAttester()

@@ -124,6 +124,7 @@ def probe_attesters(gpu: NvidiaGpuAttester | None = None) -> tuple[Capability, .
     cpu_attesters: list[Attester] = [
         ConfigfsTsmAttester(TeeKind.TDX),
         ConfigfsTsmAttester(TeeKind.SEV_SNP),
+        ConfigfsTsmAttester(TeeKind.CCA),
         GramineAttester(),
     ]
     found = []

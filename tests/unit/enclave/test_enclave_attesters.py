@@ -23,6 +23,8 @@ from node.enclave.keys import InstanceKeys
 from node.enclave.workloads import WasmWorkload, WorkloadMeasurement
 from proofs.binding import KeyBinding, check_binding
 from proofs.claims import ReportData, TeeKind
+from proofs.collateral_directory import CollateralDirectory
+from proofs.evidence import verify_evidence
 from proofs.sim import verify_sim_evidence
 
 REPORT_DATA = ReportData(bytes(range(64)))
@@ -89,6 +91,22 @@ def test_configfs_tsm_writes_inblob_and_returns_outblob(tmp_path):
     assert evidence.auxiliary == b"certs"
     assert entries.inblobs == [REPORT_DATA]
     assert list(tmp_path.iterdir()) == []  # the entry is removed after use
+
+
+def test_configfs_tsm_serves_a_cca_realm_token_that_proofs_verifies(tmp_path):
+    # The fake kernel hands out Arm's example token as a realm's outblob would be.
+    data = Path(__file__).resolve().parents[2] / "data" / "attestation-cca"
+    token = (data / "cca-example-token.cbor").read_bytes()
+    entries = FakeKernelEntries("arm_cca_guest", token)
+    attester = ConfigfsTsmAttester(TeeKind.CCA, tmp_path, entries)
+    evidence = attester.evidence(REPORT_DATA, MEASUREMENT)
+    assert evidence.kind is TeeKind.CCA and entries.inblobs == [REPORT_DATA]
+    claims = verify_evidence(evidence.evidence, CollateralDirectory(data), datetime.now(UTC)).claims
+    assert claims.kind is TeeKind.CCA and claims.insecure  # the simulator's key, not hardware
+    with pytest.raises(AttestationFailed, match="provider"):
+        ConfigfsTsmAttester(TeeKind.CCA, tmp_path, FakeKernelEntries("tdx_guest", token)).evidence(
+            REPORT_DATA, MEASUREMENT
+        )
 
 
 def test_configfs_tsm_refuses_a_raced_generation(tmp_path):

@@ -45,6 +45,9 @@ def _claims(**changes: Any) -> Claims:
         evidence_hash=EvidenceHash(bytes(32)),
         issued_at=AT,
     )
+    if changes.get("kind") == TeeKind.TDX:
+        # A production TD sets SEPT_VE_DISABLE, which the default policy requires.
+        changes.setdefault("attributes", ("SEPT_VE_DISABLE",))
     return replace(base, **changes)
 
 
@@ -74,7 +77,7 @@ def _reasons(policy: Policy, claims: Claims, at: datetime = AT, **kwargs: Any) -
 def test_default_policy_is_the_secure_one() -> None:
     policy = Policy()
     assert policy.accepted_kinds == frozenset(
-        {TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC}
+        {TeeKind.SGX, TeeKind.TDX, TeeKind.SEV_SNP, TeeKind.NVIDIA_CC, TeeKind.CCA}
     )
     assert policy.accepted_kinds == HARDWARE_KINDS
     assert policy.min_tcb_status is TcbStatus.SW_HARDENING_NEEDED
@@ -147,7 +150,8 @@ def test_policy_file_with_unknown_keys_names_them_all_sorted() -> None:
 
 def test_hardware_claims_pass_the_default_policy() -> None:
     assert _reasons(Policy(), _claims()) == ()
-    assert _reasons(Policy(), _claims(kind=TeeKind.TDX)) == ()
+    tdx = _claims(kind=TeeKind.TDX, attributes=("SEPT_VE_DISABLE",))
+    assert _reasons(Policy(), tdx) == ()
     assert _reasons(Policy(), _claims(kind=TeeKind.SEV_SNP, tcb_status=None)) == ()
     assert _reasons(Policy(), _gpu_claims()) == ()
 
@@ -358,3 +362,57 @@ def test_every_reason_is_listed_in_order() -> None:
         "evidence is older than 0:00:10",
         "report data does not bind the expected keys, provider and nonce",
     )
+
+
+# --- field evidence: crypto-only, attributes, not hardware --------------------------------------
+
+
+@pytest.mark.parametrize("kind", [TeeKind.SGX, TeeKind.TDX])
+def test_crypto_only_intel_claims_are_refused_for_their_unknown_tcb(kind: TeeKind) -> None:
+    bare = _claims(kind=kind, tcb_status=None, tcb_status_name=None, advisory_ids=None)
+    assert _reasons(Policy(require_revocation_check=False), bare) == (
+        "TCB status unknown: verified without collateral (crypto-only)",
+    )
+
+
+def test_attribute_rules_come_from_the_policy_file_by_kind() -> None:
+    policy = Policy.from_mapping(
+        {
+            "required_attributes": {"tdx": ["sept_ve_disable", "PKS"], "sgx": []},
+            "forbidden_attributes": {"sgx": ["PROVISIONKEY"]},
+            "allow_reserved_attributes": True,
+        }
+    )
+    assert policy.required_attributes == {
+        TeeKind.TDX: frozenset({"SEPT_VE_DISABLE", "PKS"}),
+        TeeKind.SGX: frozenset(),
+    }
+    assert policy.forbidden_attributes == {TeeKind.SGX: frozenset({"PROVISIONKEY"})}
+    tdx = _claims(kind=TeeKind.TDX, attributes=("SEPT_VE_DISABLE", "RESERVED_9"))
+    assert _reasons(policy, tdx) == ("tdx attributes PKS are not set",)
+    sgx = _claims(attributes=("INIT", "PROVISIONKEY", "RESERVED_9"))
+    assert _reasons(policy, sgx) == ("sgx attributes PROVISIONKEY are set",)
+    assert _reasons(Policy(), sgx) == ("reserved attribute bits are set: RESERVED_9",)
+
+
+def test_default_attribute_rules() -> None:
+    assert _reasons(Policy(), _claims(kind=TeeKind.TDX, attributes=())) == (
+        "tdx attributes SEPT_VE_DISABLE are not set",
+    )
+    snp = _claims(kind=TeeKind.SEV_SNP, attributes=("SMT", "MIGRATE_MA"))
+    assert _reasons(Policy(), snp) == ("sev-snp attributes MIGRATE_MA are set",)
+    assert _reasons(Policy(), _claims(kind=TeeKind.SEV_SNP, attributes=("SMT",))) == ()
+
+
+def test_not_hardware_evidence_says_why_and_is_refused_unless_allowed() -> None:
+    fvp = _claims(insecure=True, not_hardware="signed by a simulator key")
+    assert _reasons(Policy(), fvp) == (
+        "INSECURE signed by a simulator key, not hardware, is refused by this policy",
+    )
+    assert _reasons(Policy(allow_sim=True), fvp) == ()
+
+
+def test_snp_revocation_is_required_like_intels() -> None:
+    snp = _claims(kind=TeeKind.SEV_SNP, revocation_checked=False)
+    assert _reasons(Policy(), snp) == ("AMD certificate revocation was not checked (no KDS CRL)",)
+    assert _reasons(Policy(require_revocation_check=False), snp) == ()

@@ -1,4 +1,5 @@
-"""NoCollateral serves callers that verify only sim or GPU evidence, and says so otherwise."""
+"""Evidence handed over without collateral: sim needs none, Intel quotes are verified
+crypto-only (quote, QE report, QE report data, PCK chain), AMD and CCA evidence cannot be."""
 
 from __future__ import annotations
 
@@ -23,7 +24,14 @@ def test_sim_evidence_needs_no_collateral() -> None:
     assert verified.claims.insecure
 
 
-def test_intel_quote_without_collateral_is_refused_with_a_reason() -> None:
+def test_intel_quote_without_collateral_is_verified_crypto_only() -> None:
     quote = (CASES / "sgx-1" / "quote.bin").read_bytes()
-    with pytest.raises(CollateralError, match="no collateral source configured for Intel"):
-        verify_evidence(quote, NoCollateral(), datetime(2025, 8, 15, tzinfo=UTC))
+    claims = verify_evidence(quote, NoCollateral(), datetime(2025, 8, 15, tzinfo=UTC)).claims
+    assert claims.tcb_status is None and claims.tcb_status_name is None
+    assert claims.advisory_ids is None and not claims.revocation_checked
+
+
+def test_amd_report_without_collateral_is_refused_with_a_reason() -> None:
+    report = (CASES / "snp-2" / "report.bin").read_bytes()
+    with pytest.raises(CollateralError, match="no collateral source configured for AMD"):
+        verify_evidence(report, NoCollateral(), datetime(2023, 1, 25, tzinfo=UTC))

@@ -75,6 +75,7 @@ def test_enum_values_match_the_contracts() -> None:
         "SEV_SNP": 3,
         "NVIDIA_CC": 4,
         "SIM": 5,
+        "CCA": 6,
     }
     assert [s.value for s in TcbStatus] == list(range(7))
     assert TcbStatus.REVOKED < TcbStatus.OUT_OF_DATE < TcbStatus.UP_TO_DATE
