@@ -8,8 +8,10 @@ from eth_account.signers.local import LocalAccount
 from web3.types import Nonce
 from web3.utils import get_create_address
 
+from node.amounts import format_amount
+from node.chain.artifacts import load_artifact
 from node.chain.client import ChainClient
-from node.chain.errors import ChainError
+from node.chain.errors import ChainError, InsufficientFunds
 
 NATIVE_TOKEN = "0x0000000000000000000000000000000000000000"
 
@@ -93,3 +95,51 @@ def deploy_market(
         treasury=fees_to,
         block_number=int(receipt["blockNumber"]),
     )
+
+
+def _creation_gas_bound(name: str) -> int:
+    """An upper bound of a contract creation's gas from its code sizes alone: the base
+    transaction and creation costs, every byte of init code at the non-zero calldata price,
+    200 gas per byte of deployed code, and room for the constructor's few storage writes."""
+    artifact = load_artifact(name)
+    return 53_000 + 16 * len(artifact.bytecode) + 200 * len(artifact.deployed_bytecode) + 100_000
+
+
+def deployment_gas(
+    client: ChainClient, deployer: LocalAccount, config: MarketConfig, governance: str
+) -> int:
+    """Gas the three deployments will take: the verifier and the registry estimated by the
+    node, the market bounded from its code (its constructor reads the registry, which does
+    not exist before the deployment)."""
+    verifier = client.estimate_deploy(
+        "AttestationVerifier", deployer, governance, config.sim_allowed
+    )
+    registry = client.estimate_deploy(
+        "ProviderRegistry",
+        deployer,
+        config.token,
+        governance,
+        deployer.address,  # any non-zero market: the constructor only stores it
+        config.min_stake,
+        config.max_job_duration,
+        config.dispute_window,
+        config.unbonding_delay,
+    )
+    return verifier + registry + _creation_gas_bound("JobMarket")
+
+
+def check_deployment_funds(
+    client: ChainClient, deployer: LocalAccount, config: MarketConfig, governance: str
+) -> int:
+    """The deployment's cost at the current fees; InsufficientFunds before anything is sent
+    when the deployer cannot pay it (a deployment that stops half way leaves contracts that
+    nobody can use)."""
+    cost = deployment_gas(client, deployer, config, governance) * client.max_fee_per_gas()
+    balance = client.balance(deployer.address)
+    if balance < cost:
+        raise InsufficientFunds(
+            deployer.address,
+            f"it holds {format_amount(balance)}, deploying takes up to {format_amount(cost)} "
+            "at the current gas price",
+        )
+    return cost

@@ -36,6 +36,14 @@ class ContractRevert(ChainError):
         self.raw = raw
 
 
+class InsufficientFunds(ChainError):
+    """The sending account cannot pay a transaction's value and gas."""
+
+    def __init__(self, account: str, detail: str) -> None:
+        super().__init__(f"{account} cannot pay for the transaction: {detail}")
+        self.account = account
+
+
 class TransactionFailed(ChainError):
     """A mined transaction has status 0 without revert data we could decode."""
 
@@ -55,3 +63,7 @@ class RpcRequestError(ChainError):
         self.code = code
         self.message = message
         self.data = data
+
+
+class ManifestError(ChainError):
+    """A deployment manifest is missing, malformed, or of another chain than expected."""

@@ -6,10 +6,17 @@ import typer
 from rich.console import Console
 
 from node import __version__
+from node.cli import help as _help
 from node.cli.attest import attest_app
 from node.cli.chain import chain_app
 from node.cli.init import init_command
 from node.cli.node import node_app
+from node.cli.output import install_usage_errors
+from node.cli.provider import provider_app
+from node.cli.wallet import wallet_app
+
+_help.install()
+install_usage_errors()
 
 app = typer.Typer(
     name="capa",
@@ -20,6 +27,8 @@ app = typer.Typer(
 app.add_typer(chain_app, name="chain")
 app.add_typer(attest_app, name="attest")
 app.add_typer(node_app, name="node")
+app.add_typer(provider_app, name="provider")
+app.add_typer(wallet_app, name="wallet")
 app.command("init")(init_command)
 
 # Commands of `capa node` live beside the code they drive; importing registers them.

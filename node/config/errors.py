@@ -23,3 +23,4 @@ class SettingError(ConfigError):
         super().__init__(message)
         self.key = key
         self.expected = expected
+        self.got = got

@@ -343,7 +343,20 @@ SCHEMA: dict[str, dict[str, _Setting]] = {
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
     """Load and validate `path`; raises ConfigError with a single line on any problem."""
-    raw = _read_toml(path)
+    return _build(_read_toml(path), path, env)
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Validate `text` as the config that will live at `path` (relative paths resolve
+    against it, errors name it) before anything is written there."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from exc
+    return _build(raw, path, env)
+
+
+def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str] | None) -> NodeConfig:
     values = _resolve(raw, dict(env) if env is not None else {}, str(path))
     base = path.resolve().parent
 

@@ -23,6 +23,7 @@ def render_config(
     market: str,
     api_port: int,
     data_dir: str = ".",
+    start_block: int = 0,
 ) -> str:
     urls = ", ".join(_toml_string(u) for u in rpc_urls)
     return f"""\
@@ -56,7 +57,7 @@ confirmations = 2
 # Seconds between polls for new blocks.
 poll_interval = 2.0
 # First block to scan when the store is empty (the market's deployment block is enough).
-start_block = 0
+start_block = {start_block}
 # Seconds before one JSON-RPC request is abandoned and the next URL tried.
 request_timeout = 10.0
 # EIP-1559 fee cap and tip, in gwei.

@@ -20,11 +20,25 @@ from node.state.values import Address, to_address
 
 @dataclass(frozen=True)
 class PasswordSource:
-    """Where the keystore password comes from, in order: env variable, file, prompt."""
+    """Where the keystore password comes from, in order: env variable, file, prompt.
 
-    env_var: str
+    `file_setting` is how the user names the file where the password is read from (the
+    config key, or a command's flag), so that a missing password says what to set."""
+
+    env_var: str | None
     file: Path | None = None
     prompt: bool = True
+    file_setting: str = "keys.password_file"
+
+    @classmethod
+    def from_flag(
+        cls, file: Path | None, env_var: str = "CAPA_KEYSTORE_PASSWORD"
+    ) -> PasswordSource:
+        """For a command's `--password-file`: a file named on the command line wins over the
+        environment (an exported variable must not override what was just typed)."""
+        if file is not None:
+            return cls(None, file, file_setting="--password-file FILE")
+        return cls(env_var, None, file_setting="--password-file FILE")
 
     def read(
         self,
@@ -34,7 +48,7 @@ class PasswordSource:
         confirm: bool = False,
     ) -> str:
         environ = os.environ if env is None else env
-        if environ.get(self.env_var):
+        if self.env_var and environ.get(self.env_var):
             return environ[self.env_var]
         if self.file is not None:
             try:
@@ -53,7 +67,8 @@ class PasswordSource:
             if first:
                 return first
         raise PasswordUnavailable(
-            f"no keystore password: set {self.env_var}, or keys.password_file, or run interactively"
+            f"no keystore password: set {self.env_var or 'CAPA_KEYSTORE_PASSWORD'}, or "
+            f"{self.file_setting}, or run interactively"
         )
 
 

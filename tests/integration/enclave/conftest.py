@@ -59,10 +59,16 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bin").mkdir()
     for name in ("hostile", "upper", "sha256"):
         subprocess.run(
-            [compiler, "-O2", "-static", "-o", str(root / "bin" / name),
-             str(WORKLOADS / "src" / f"{name}.c")],
+            [
+                compiler,
+                "-O2",
+                "-static",
+                "-o",
+                str(root / "bin" / name),
+                str(WORKLOADS / "src" / f"{name}.c"),
+            ],
             check=True,
-        )  # fmt: skip
+        )
     return root
 
 

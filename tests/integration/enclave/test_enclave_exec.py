@@ -46,8 +46,10 @@ def test_measurement_changes_when_a_file_of_the_root_changes(rootfs, tmp_path):
 
 
 def test_infinite_loop_ends_at_the_deadline(hostile, client):
-    _failed(client.run(hostile, args=("loop",), limits=JobLimits(wall_seconds=0.3)),
-            FailureReason.TIMEOUT)  # fmt: skip
+    _failed(
+        client.run(hostile, args=("loop",), limits=JobLimits(wall_seconds=0.3)),
+        FailureReason.TIMEOUT,
+    )
 
 
 def test_memory_bomb_is_killed_at_the_cgroup_cap(hostile, client):

@@ -23,10 +23,20 @@ MIB = 1024 * 1024
 HARMLESS_SYSCTL = Path("/proc/sys/fs/lease-break-time")
 # What the red team read: host keyrings, allocator and page state, the kernel command line.
 MASKED_PROC_FILES = (
-    "/proc/keys", "/proc/key-users", "/proc/kcore", "/proc/kpageflags", "/proc/kpagecount",
-    "/proc/slabinfo", "/proc/sched_debug", "/proc/timer_list", "/proc/cmdline",
-    "/proc/sysrq-trigger", "/proc/kallsyms", "/proc/kmsg", "/proc/interrupts",
-)  # fmt: skip
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/kcore",
+    "/proc/kpageflags",
+    "/proc/kpagecount",
+    "/proc/slabinfo",
+    "/proc/sched_debug",
+    "/proc/timer_list",
+    "/proc/cmdline",
+    "/proc/sysrq-trigger",
+    "/proc/kallsyms",
+    "/proc/kmsg",
+    "/proc/interrupts",
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +82,10 @@ def test_the_workload_never_runs_as_host_root(hostile, client):
     tag = f"uid-probe-{os.urandom(4).hex()}"
     needle = f"/bin/hostile\0loop\0{tag}\0".encode()
     job = threading.Thread(
-        target=client.run, args=(hostile,),
+        target=client.run,
+        args=(hostile,),
         kwargs={"args": ("loop", tag), "limits": JobLimits(wall_seconds=3)},
-    )  # fmt: skip
+    )
     job.start()
     seen: dict[str, list[int]] = {}
     deadline = time.monotonic() + 3
@@ -119,8 +130,9 @@ def _mounts(
     for line in output.splitlines():
         fields = line.split()
         separator = fields.index("-")
-        mounts.append((fields[4], set(fields[5].split(",")), fields[separator + 1],
-                       fields[separator + 3]))  # fmt: skip
+        mounts.append(
+            (fields[4], set(fields[5].split(",")), fields[separator + 1], fields[separator + 3])
+        )
     return mounts
 
 

@@ -77,8 +77,15 @@ def test_sim_evidence_is_insecure_signed_and_bound(tmp_path):
     parsed = verify_sim_evidence(evidence.cpu.evidence)
     assert parsed.insecure and parsed.host_key == host.address
     assert parsed.measurement == instance.measurement
-    binding = KeyBinding(31337, request.verifier, request.provider, instance.enclave_address,
-                         instance.hpke_public_key, request.nonce, request.expires_at)  # fmt: skip
+    binding = KeyBinding(
+        31337,
+        request.verifier,
+        request.provider,
+        instance.enclave_address,
+        instance.hpke_public_key,
+        request.nonce,
+        request.expires_at,
+    )
     check_binding(parsed.report_data, binding, datetime(2030, 1, 1, tzinfo=UTC))
     assert b'"insecure": true' in evidence.cpu.evidence
 
@@ -180,5 +187,10 @@ def test_instance_keys_never_leave():
     assert "key" not in repr(keys).lower().replace("instancekeys", "")
     with pytest.raises(TypeError):
         pickle.dumps(keys)
-    assert not any(isinstance(getattr(keys, n, None), bytes) and len(getattr(keys, n)) == 32
-                   and n != "hpke_public_key" for n in dir(keys) if not n.startswith("_"))  # fmt: skip
+    assert not any(
+        isinstance(getattr(keys, n, None), bytes)
+        and len(getattr(keys, n)) == 32
+        and n != "hpke_public_key"
+        for n in dir(keys)
+        if not n.startswith("_")
+    )

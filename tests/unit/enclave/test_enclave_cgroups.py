@@ -52,8 +52,14 @@ class FakeV2Files:
 
     @staticmethod
     def populate(directory: Path) -> None:
-        for name in ("cgroup.procs", "cgroup.subtree_control", "memory.max", "pids.max",
-                     "cpu.max", "memory.swap.max"):  # fmt: skip
+        for name in (
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "memory.max",
+            "pids.max",
+            "cpu.max",
+            "memory.swap.max",
+        ):
             (directory / name).write_text("")
         (directory / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
         (directory / "pids.events").write_text("max 4\n")

@@ -115,8 +115,10 @@ def test_a_wasm_report_is_integers_or_nothing(raw: bytes):
 
 def test_a_well_formed_wasm_report_is_read():
     assert _parse_outcome(b'{"exit": 3, "fuel_left": 7, "memory_bytes": 65536}\n') == {
-        "exit": 3, "fuel_left": 7, "memory_bytes": 65536
-    }  # fmt: skip
+        "exit": 3,
+        "fuel_left": 7,
+        "memory_bytes": 65536,
+    }
 
 
 # What a job saw before issue 10: /proc/sys inside a writable /proc, host /proc entries in the

@@ -87,8 +87,12 @@ def _sealed(key: X25519PrivateKey, data: bytes = b"a" * 300_000) -> bytes:
     return seal_bytes(public_key_bytes(key), b"job-1", Direction.INPUT, data)
 
 
-def _open(key: X25519PrivateKey, sealed: bytes, info: bytes = b"job-1",
-          direction: Direction = Direction.INPUT) -> bytes:  # fmt: skip
+def _open(
+    key: X25519PrivateKey,
+    sealed: bytes,
+    info: bytes = b"job-1",
+    direction: Direction = Direction.INPUT,
+) -> bytes:
     return b"".join(open_stream(key, info, direction, io.BytesIO(sealed)))
 
 
