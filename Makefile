@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean
+.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean docker-image test-docker
 
 all: test
 
@@ -93,6 +93,17 @@ fuzz: deps
 
 demo: deps
 	$(BIN)/python -m node.demo
+
+# The node image, built with no registry and no package index inside the build: Debian's
+# engine started if no Docker answers (tools/docker-env.sh; `tools/docker-env.sh down` stops
+# it), a debootstrap base and a host-built wheelhouse (tools/docker-image.sh).
+DOCKER_IMAGE ?= capacloud/node:dev
+docker-image: deps
+	eval "$$(bash tools/docker-env.sh up)" && bash tools/docker-image.sh build $(DOCKER_IMAGE)
+
+# The container tests alone (pytest -m docker): they build the image of this checkout.
+test-docker: deps
+	$(BIN)/pytest -q -m docker
 
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py
