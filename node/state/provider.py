@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+import base58
+
 from node.state import changes as sc
 from node.state.effects import (
     Contract,
@@ -116,6 +118,10 @@ def _publish_all(
             "min_duration": me.provider.min_duration_s,
             "max_duration": me.provider.max_duration_s,
             "load_permille": ledger.utilization_permille,
+            # The standing offer's EIP-712 nonce: a match spends it, so every publication
+            # has its own, and a newer one always outranks an older one in the book.
+            "nonce": number,
+            "valid_until": key.expires_at,
         }
         out.append(
             Publish(
@@ -125,6 +131,11 @@ def _publish_all(
             )
         )
     return replace(facts, publications=number), tuple(out)
+
+
+def _peer_id_hex(peer_id: str) -> str:
+    """The registry keeps the peer id as its multihash bytes; config and p2p speak base58."""
+    return "0x" + base58.b58decode(peer_id).hex()
 
 
 def _with(jobs: Iterable[Job], *changed: Job) -> list[Job]:
@@ -158,7 +169,7 @@ def handle_provider_booted(me: Identity, view: StateView, change: sc.ProviderBoo
             send = SendTransaction(
                 effect_id("register", change.boot_id),
                 "register",
-                json.dumps([me.provider.peer_id, me.provider.stake]),
+                json.dumps([_peer_id_hex(me.provider.peer_id), me.provider.stake]),
                 me.provider.stake,
                 Contract.REGISTRY,
             )

@@ -400,7 +400,8 @@ def test_provider_not_registered_registers_with_its_stake_before_attesting() -> 
         Contract.REGISTRY,
         5,
     )
-    assert json.loads(register.args) == ["p", 5]
+    # The registry takes the peer id's multihash bytes: base58 "p" is the byte 0x2f.
+    assert json.loads(register.args) == ["0x2f", 5]
     assert not any(isinstance(e, RequestApprovals) for e in m.effects)
     m.feed(sc.TxConfirmed(EffectId("register:boot-1"), TxHash("0x" + "ab" * 32), BlockNumber(2)))
     assert m.state.facts.registered
