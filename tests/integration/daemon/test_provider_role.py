@@ -1,0 +1,382 @@
+"""The provider daemon's whole part, with real parts: anvil and the deployed contracts, the
+sim enclave backend over the real wasm sandbox, libp2p on loopback.
+
+A provider that is not registered boots with a stake in its config: it registers, its
+enclave asks a committee member over /capa/approve/1 (a minimal responder here: a peer, not
+our verifier role), registers its key with the approval, and publishes an offer that a
+client peer receives over gossip. The client fetches the evidence, gets a quote, pays with
+`matchJob`, uploads its sealed input and gets the provider's input receipt; the provider runs
+the job in the enclave, submits the result, the chain settles it, and the client downloads
+the sealed output and opens it. Nothing of the client's plaintext reaches the provider's
+files or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from node.chain.anvil import DEV_PRIVATE_KEYS, AnvilNode, run_anvil
+from node.chain.client import ChainClient
+from node.chain.deploy import MarketConfig, deploy_market
+from node.chain.market import JobState, Market
+from node.chain.typed_data import InputReceipt, JobRequest, job_id_for, sign_message
+from node.config.loader import load_config
+from node.config.model import NodeConfig
+from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
+from node.daemon.errors import DaemonError
+from node.daemon.state_service import StateService
+from node.enclave.envelope import seal_job_input_bytes
+from node.enclave.sealing import Direction, open_stream, public_key_bytes
+from node.keys.identity import create_identity
+from node.p2p.approve_protocol import ApprovalAnswer, ApprovalRequest
+from node.p2p.config import P2PConfig
+from node.p2p.errors import RemoteRefused
+from node.p2p.evidence_protocol import fetch_evidence
+from node.p2p.identity import Multiaddr, NodeIdentity, PeerId
+from node.p2p.node import P2PNode
+from node.p2p.quote_protocol import request_quote
+from node.p2p.transfer import download_result, upload_input
+from node.state.model import JobStatus, KeyStatus
+from node.state.values import JobId
+from proofs.binding import KeyBinding
+from proofs.claims import TcbStatus, TeeKind
+from proofs.collateral_source import NoCollateral
+from proofs.evidence import verify_evidence
+from proofs.receipts import input_receipt_digest, recover_signer, workload_spec_hash
+
+REPO = Path(__file__).resolve().parents[3]
+UPPER = REPO / "workloads" / "wasm" / "upper.wasm"
+SIM = int(TeeKind.SIM)
+STAKE = 2 * 10**18
+LOOPBACK = Multiaddr("/ip4/127.0.0.1/tcp/0")
+
+
+@dataclass(frozen=True)
+class Parties:
+    governance: LocalAccount
+    provider: LocalAccount
+    client: LocalAccount
+    verifier: LocalAccount
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilNode]:
+    with run_anvil() as node:
+        yield node
+
+
+@pytest.fixture
+def parties() -> Parties:
+    keys = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
+    return Parties(keys[0], keys[1], keys[2], keys[5])
+
+
+@pytest.fixture
+def market(anvil: AnvilNode, parties: Parties) -> Market:
+    """A fresh devnet market: sim allowed, one committee member, the upper workload approved."""
+    chain = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+    market = Market(chain, deploy_market(chain, parties.governance, MarketConfig(sim_allowed=True)))
+    gov = parties.governance
+    market.set_committee(gov, [parties.verifier.address], [], 1)
+    market.set_kind_policy(gov, SIM, True, int(TcbStatus.REVOKED))
+    measurement = hashlib.sha256(UPPER.read_bytes()).digest()
+    market.approve_measurement(gov, SIM, measurement, market.latest_timestamp() + 30 * 86400)
+    return market
+
+
+class Committee:
+    """A committee member's minimal responder: checks the sim evidence binds what the
+    provider proposes, then signs the KeyAttestation. `gate` holds answers back until the
+    test is ready to receive the offer that follows."""
+
+    def __init__(self, market: Market, member: LocalAccount, *, refuse: str = "") -> None:
+        self._market = market
+        self._member = member
+        self._refuse = refuse
+        self.gate = trio.Event()
+        self.asked: list[ApprovalRequest] = []
+
+    async def approve(self, peer: PeerId, request: ApprovalRequest) -> ApprovalAnswer:
+        self.asked.append(request)
+        await self.gate.wait()
+        if self._refuse:
+            raise RemoteRefused(self._refuse)
+        att = request.attestation
+        claims = verify_evidence(request.evidence, NoCollateral(), datetime.now(UTC)).claims
+        deployment = self._market.deployment
+        block = await trio.to_thread.run_sync(
+            self._market.client.w3.eth.get_block, request.nonce_block
+        )
+        binding = KeyBinding(
+            deployment.chain_id,
+            deployment.verifier,
+            att.provider,
+            att.enclave_key,
+            request.hpke_public_key,
+            bytes(block["hash"]),
+            att.expires_at,
+        )
+        assert bytes(claims.report_data) == bytes(binding.report_data())
+        assert att.evidence_hash == keccak(request.evidence)
+        assert bytes(claims.measurement) == att.measurement and claims.insecure
+        signature = sign_message(self._market.verifier_domain, att, self._member.key)
+        return ApprovalAnswer(True, "", signature)
+
+
+def _p2p_config(market: Market) -> P2PConfig:
+    return P2PConfig(
+        chain_id=market.deployment.chain_id,
+        market_address=market.deployment.market,
+        listen_addrs=(LOOPBACK,),
+        dial_timeout_s=5.0,
+    )
+
+
+def _write_config(
+    directory: Path, anvil: AnvilNode, market: Market, *, verifiers: list[str], stake: int
+) -> NodeConfig:
+    directory.mkdir(parents=True, exist_ok=True)
+    peers = ", ".join(f'"{v}"' for v in verifiers)
+    path = directory / "capa.toml"
+    path.write_text(
+        f"""
+[node]
+role = "provider"
+data_dir = "."
+
+[chain]
+rpc_urls = ["{anvil.rpc_url}"]
+chain_id = {anvil.chain_id}
+market = "{market.deployment.market}"
+confirmations = 1
+poll_interval = 0.05
+request_timeout = 2.0
+bump_after = 30.0
+
+[api]
+port = 0
+
+[p2p]
+listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
+
+[provider]
+backend = "sim"
+workloads = [{{ name = "upper", kind = "wasm", path = "{UPPER}", wall_seconds = 20 }}]
+stake = "{stake}"
+price_per_hour = "1000000000000"
+cpu_cores = 2
+memory_mib = 2048
+verifiers = [{peers}]
+"""
+    )
+    return load_config(path, env={})
+
+
+async def _keep_mining(url: str, every: float = 0.1) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "evm_mine"})
+            await trio.sleep(every)
+
+
+async def _until(service: StateService, predicate: Callable[[], bool], timeout: float) -> None:
+    seen = -1
+    with trio.fail_after(timeout):
+        while not predicate():
+            seen = await service.wait_for_change(seen)
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file():
+            yield path
+
+
+def test_provider_boots_attests_publishes_and_runs_a_paid_job(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    market: Market,
+    parties: Parties,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    marker = os.urandom(12).hex().encode()
+    plaintext = b"confidential: " + marker + b"\n"
+    deployment = market.deployment
+    provider_dir = tmp_path / "provider"
+    outcome: dict[str, object] = {}
+
+    async def scenario() -> None:
+        committee = Committee(market, parties.verifier)
+        verifier = P2PNode(NodeIdentity.generate(), _p2p_config(market), approvals=committee)
+        client = P2PNode(NodeIdentity.generate(), _p2p_config(market))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(verifier.run)
+            await nursery.start(client.run)
+            config = _write_config(
+                provider_dir,
+                anvil,
+                market,
+                verifiers=[str(verifier.host.listen_addresses()[0])],
+                stake=STAKE,
+            )
+            nursery.start_soon(_keep_mining, anvil.rpc_url)
+            identity = create_identity(provider_dir / "identity.key")
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                parties.provider,
+                identity,
+                DaemonHooks(handle_signals=False),
+            )
+            provider_peer = PeerId(identity.peer_id)
+            assert daemon.p2p is not None
+            provider_node = await daemon.p2p.wait_running()
+            await client.host.connect(provider_node.host.listen_addresses()[0])
+            await client.gossip.wait_for_topic_peer(provider_peer, 20)
+            committee.gate.set()
+
+            # Registered with the configured stake, key approved and registered, offer out.
+            with trio.fail_after(60):
+                received = await client.gossip.updates.receive()
+            offer = received.listing.offer
+            state = daemon.service.state
+            assert state.facts.registered
+            key = state.keys[offer.enclave_key]
+            assert key.status is KeyStatus.REGISTERED and key.tee_kind == SIM
+            assert received.listing.peer_id == provider_peer
+            assert (offer.provider, offer.tee_kind) == (parties.provider.address, SIM)
+            assert received.listing.details.cpu_cores == 2
+            assert len(committee.asked) == 1
+
+            # The client checks the evidence's binding and seals its input to the key.
+            bundle = await fetch_evidence(client.host, provider_peer, enclave_key=key.enclave_key)
+            assert bundle.binding is not None
+            claims = verify_evidence(bundle.evidence, NoCollateral(), datetime.now(UTC)).claims
+            expected = KeyBinding(
+                deployment.chain_id,
+                deployment.verifier,
+                parties.provider.address,
+                key.enclave_key,
+                bundle.binding.hpke_public_key,
+                bundle.binding.nonce,
+                bundle.binding.expires_at,
+            )
+            assert bytes(claims.report_data) == bytes(expected.report_data())
+            client_key = X25519PrivateKey.generate()
+            nonce = int.from_bytes(os.urandom(8))
+            job_id = job_id_for(parties.client.address, nonce)
+            sealed = seal_job_input_bytes(
+                bundle.binding.hpke_public_key, job_id, public_key_bytes(client_key), plaintext
+            )
+            now = market.latest_timestamp()
+            request = JobRequest(
+                spec_hash=workload_spec_hash(offer.measurement, ()),
+                input_hash=hashlib.sha256(sealed).digest(),
+                tee_kinds=1 << SIM,
+                measurement=offer.measurement,
+                min_tcb_status=int(TcbStatus.REVOKED),
+                max_price=10**16,
+                deadline=now + 3000,
+                nonce=nonce,
+            )
+            quote = await request_quote(
+                client.host,
+                provider_peer,
+                request,
+                client=parties.client.address,
+                provider=parties.provider.address,
+                chain_id=deployment.chain_id,
+                market=deployment.market,
+                now=now,
+            )
+            assert quote.offer.enclave_key == key.enclave_key and quote.offer.min_duration == 60
+            await trio.to_thread.run_sync(
+                market.match_job, parties.client, request, quote.offer, quote.signature
+            )
+
+            upload = await upload_input(
+                client.host,
+                provider_peer,
+                job_id,
+                sealed,
+                enclave_key=key.enclave_key,
+                timeout_s=45,
+            )
+            digest = input_receipt_digest(
+                market.market_domain, InputReceipt(job_id, request.spec_hash, request.input_hash)
+            )
+            assert recover_signer(digest, upload.input_receipt) == parties.provider.address
+
+            job = JobId("0x" + job_id.hex())
+            jobs = daemon.service.state.jobs
+            await _until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED, 90)
+            result = await download_result(client.host, provider_peer, job_id)
+            assert result.receipt.output_hash == bytes.fromhex(jobs[job].output_hash[2:])
+            outcome["output"] = b"".join(
+                open_stream(client_key, job_id, Direction.OUTPUT, io.BytesIO(result.output))
+            )
+            outcome["job"] = job_id
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert outcome["output"] == plaintext.upper()
+    assert market.job(outcome["job"]).state is JobState.SETTLED  # type: ignore[arg-type]
+    # Sealed bytes only: the plaintext marker is nowhere in the provider's files or logs.
+    for path in _files_under(provider_dir):
+        assert marker not in path.read_bytes(), f"plaintext in {path}"
+        assert marker.upper() not in path.read_bytes(), f"plaintext output in {path}"
+    assert marker.decode() not in caplog.text
+    assert "INSECURE" in caplog.text
+
+
+def test_an_unregistered_provider_without_a_stake_refuses_to_start_with_the_command(
+    tmp_path: Path, anvil: AnvilNode, market: Market, parties: Parties
+) -> None:
+    config = _write_config(tmp_path, anvil, market, verifiers=[], stake=0)
+    account = Account.create()  # never registered
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                run_daemon,
+                config,
+                account,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+
+    started = time.monotonic()
+    # The daemon's nurseries wrap it; `capa node run` prints the DaemonError inside.
+    with pytest.raises(BaseExceptionGroup) as raised:
+        trio.run(scenario)
+    matched = raised.value.subgroup(DaemonError)
+    assert matched is not None
+    refusal = str(_leaves(matched)[0])
+    assert "not registered" in refusal
+    assert f"capa provider register -c {config.source}" in refusal
+    assert "\n" not in refusal
+    assert time.monotonic() - started < 30
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
