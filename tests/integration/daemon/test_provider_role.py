@@ -34,7 +34,7 @@ from node.chain.anvil import DEV_PRIVATE_KEYS, AnvilNode, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
 from node.chain.market import JobState, Market
-from node.chain.typed_data import InputReceipt, JobRequest, job_id_for, sign_message
+from node.chain.typed_data import InputReceipt, JobRequest, Offer, job_id_for, sign_message
 from node.config.loader import load_config
 from node.config.model import NodeConfig
 from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
@@ -51,7 +51,7 @@ from node.p2p.identity import Multiaddr, NodeIdentity, PeerId
 from node.p2p.node import P2PNode
 from node.p2p.quote_protocol import request_quote
 from node.p2p.transfer import download_result, upload_input
-from node.state.model import JobStatus, KeyStatus
+from node.state.model import JobStatus, KeyStatus, NodeState
 from node.state.values import JobId
 from proofs.binding import KeyBinding
 from proofs.claims import TcbStatus, TeeKind
@@ -148,7 +148,13 @@ def _p2p_config(market: Market) -> P2PConfig:
 
 
 def _write_config(
-    directory: Path, anvil: AnvilNode, market: Market, *, verifiers: list[str], stake: int
+    directory: Path,
+    anvil: AnvilNode,
+    market: Market,
+    *,
+    verifiers: list[str],
+    stake: int,
+    extra: str = "",
 ) -> NodeConfig:
     directory.mkdir(parents=True, exist_ok=True)
     peers = ", ".join(f'"{v}"' for v in verifiers)
@@ -182,6 +188,7 @@ price_per_hour = "1000000000000"
 cpu_cores = 2
 memory_mib = 2048
 verifiers = [{peers}]
+{extra}
 """
     )
     return load_config(path, env={})
@@ -207,6 +214,139 @@ def _files_under(root: Path) -> Iterator[Path]:
             yield path
 
 
+@dataclass
+class Submitted:
+    job_id: bytes
+    request: JobRequest
+    client_key: X25519PrivateKey
+    receipt: bytes
+
+
+class World:
+    """A provider daemon, a committee member and a client peer, all on loopback."""
+
+    def __init__(self, directory: Path, anvil: AnvilNode, market: Market, parties: Parties) -> None:
+        self.directory = directory
+        self.anvil = anvil
+        self.market = market
+        self.parties = parties
+        self.client = P2PNode(NodeIdentity.generate(), _p2p_config(market))
+        self.daemon: RunningDaemon | None = None
+        self.provider_peer = PeerId("")
+
+    @property
+    def state(self) -> NodeState:
+        assert self.daemon is not None
+        return self.daemon.service.state
+
+    async def start(self, nursery: trio.Nursery, committee: Committee, *, extra: str = "") -> None:
+        verifier = P2PNode(NodeIdentity.generate(), _p2p_config(self.market), approvals=committee)
+        await nursery.start(verifier.run)
+        await nursery.start(self.client.run)
+        config = _write_config(
+            self.directory,
+            self.anvil,
+            self.market,
+            verifiers=[str(verifier.host.listen_addresses()[0])],
+            stake=STAKE,
+            extra=extra,
+        )
+        self.config = config
+        nursery.start_soon(_keep_mining, self.anvil.rpc_url)
+        identity = create_identity(self.directory / "identity.key")
+        self.daemon = await nursery.start(
+            run_daemon,
+            config,
+            self.parties.provider,
+            identity,
+            DaemonHooks(handle_signals=False),
+        )
+        self.provider_peer = PeerId(identity.peer_id)
+        assert self.daemon.p2p is not None
+        provider_node = await self.daemon.p2p.wait_running()
+        await self.client.host.connect(provider_node.host.listen_addresses()[0])
+        # The first offer goes out once the key is registered: let the committee answer
+        # only when the client is there to receive it.
+        await self.client.gossip.wait_for_topic_peer(self.provider_peer, 20)
+        committee.gate.set()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float = 60) -> None:
+        assert self.daemon is not None
+        await _until(self.daemon.service, predicate, timeout)
+
+    async def submit(self, offer: Offer, plaintext: bytes) -> Submitted:
+        """What a client does with an offer: check the evidence, seal, quote, pay, upload."""
+        deployment = self.market.deployment
+        parties = self.parties
+        bundle = await fetch_evidence(
+            self.client.host, self.provider_peer, enclave_key=offer.enclave_key
+        )
+        assert bundle.binding is not None
+        claims = verify_evidence(bundle.evidence, NoCollateral(), datetime.now(UTC)).claims
+        expected = KeyBinding(
+            deployment.chain_id,
+            deployment.verifier,
+            parties.provider.address,
+            offer.enclave_key,
+            bundle.binding.hpke_public_key,
+            bundle.binding.nonce,
+            bundle.binding.expires_at,
+        )
+        assert bytes(claims.report_data) == bytes(expected.report_data())
+        client_key = X25519PrivateKey.generate()
+        nonce = int.from_bytes(os.urandom(8))
+        job_id = job_id_for(parties.client.address, nonce)
+        sealed = seal_job_input_bytes(
+            bundle.binding.hpke_public_key, job_id, public_key_bytes(client_key), plaintext
+        )
+        now = self.market.latest_timestamp()
+        request = JobRequest(
+            spec_hash=workload_spec_hash(offer.measurement, ()),
+            input_hash=hashlib.sha256(sealed).digest(),
+            tee_kinds=1 << SIM,
+            measurement=offer.measurement,
+            min_tcb_status=int(TcbStatus.REVOKED),
+            max_price=10**16,
+            deadline=now + 3000,
+            nonce=nonce,
+        )
+        quote = await request_quote(
+            self.client.host,
+            self.provider_peer,
+            request,
+            client=parties.client.address,
+            provider=parties.provider.address,
+            chain_id=deployment.chain_id,
+            market=deployment.market,
+            now=now,
+        )
+        assert quote.offer.enclave_key == offer.enclave_key
+        assert quote.offer.min_duration == 60
+        await trio.to_thread.run_sync(
+            self.market.match_job, parties.client, request, quote.offer, quote.signature
+        )
+        upload = await upload_input(
+            self.client.host,
+            self.provider_peer,
+            job_id,
+            sealed,
+            enclave_key=offer.enclave_key,
+            timeout_s=45,
+        )
+        return Submitted(job_id, request, client_key, upload.input_receipt)
+
+    async def output(self, submitted: Submitted) -> bytes:
+        result = await download_result(self.client.host, self.provider_peer, submitted.job_id)
+        return b"".join(
+            open_stream(
+                submitted.client_key,
+                submitted.job_id,
+                Direction.OUTPUT,
+                io.BytesIO(result.output),
+            )
+        )
+
+
 def test_provider_boots_attests_publishes_and_runs_a_paid_job(
     tmp_path: Path,
     anvil: AnvilNode,
@@ -217,133 +357,117 @@ def test_provider_boots_attests_publishes_and_runs_a_paid_job(
     caplog.set_level("DEBUG")
     marker = os.urandom(12).hex().encode()
     plaintext = b"confidential: " + marker + b"\n"
-    deployment = market.deployment
     provider_dir = tmp_path / "provider"
-    outcome: dict[str, object] = {}
+    world = World(provider_dir, anvil, market, parties)
+    outcome: dict[str, bytes] = {}
 
     async def scenario() -> None:
         committee = Committee(market, parties.verifier)
-        verifier = P2PNode(NodeIdentity.generate(), _p2p_config(market), approvals=committee)
-        client = P2PNode(NodeIdentity.generate(), _p2p_config(market))
         async with trio.open_nursery() as nursery:
-            await nursery.start(verifier.run)
-            await nursery.start(client.run)
-            config = _write_config(
-                provider_dir,
-                anvil,
-                market,
-                verifiers=[str(verifier.host.listen_addresses()[0])],
-                stake=STAKE,
-            )
-            nursery.start_soon(_keep_mining, anvil.rpc_url)
-            identity = create_identity(provider_dir / "identity.key")
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                parties.provider,
-                identity,
-                DaemonHooks(handle_signals=False),
-            )
-            provider_peer = PeerId(identity.peer_id)
-            assert daemon.p2p is not None
-            provider_node = await daemon.p2p.wait_running()
-            await client.host.connect(provider_node.host.listen_addresses()[0])
-            await client.gossip.wait_for_topic_peer(provider_peer, 20)
-            committee.gate.set()
-
+            await world.start(nursery, committee)
             # Registered with the configured stake, key approved and registered, offer out.
             with trio.fail_after(60):
-                received = await client.gossip.updates.receive()
+                received = await world.client.gossip.updates.receive()
             offer = received.listing.offer
-            state = daemon.service.state
+            state = world.state
             assert state.facts.registered
             key = state.keys[offer.enclave_key]
             assert key.status is KeyStatus.REGISTERED and key.tee_kind == SIM
-            assert received.listing.peer_id == provider_peer
+            assert received.listing.peer_id == world.provider_peer
             assert (offer.provider, offer.tee_kind) == (parties.provider.address, SIM)
             assert received.listing.details.cpu_cores == 2
             assert len(committee.asked) == 1
 
-            # The client checks the evidence's binding and seals its input to the key.
-            bundle = await fetch_evidence(client.host, provider_peer, enclave_key=key.enclave_key)
-            assert bundle.binding is not None
-            claims = verify_evidence(bundle.evidence, NoCollateral(), datetime.now(UTC)).claims
-            expected = KeyBinding(
-                deployment.chain_id,
-                deployment.verifier,
-                parties.provider.address,
-                key.enclave_key,
-                bundle.binding.hpke_public_key,
-                bundle.binding.nonce,
-                bundle.binding.expires_at,
-            )
-            assert bytes(claims.report_data) == bytes(expected.report_data())
-            client_key = X25519PrivateKey.generate()
-            nonce = int.from_bytes(os.urandom(8))
-            job_id = job_id_for(parties.client.address, nonce)
-            sealed = seal_job_input_bytes(
-                bundle.binding.hpke_public_key, job_id, public_key_bytes(client_key), plaintext
-            )
-            now = market.latest_timestamp()
-            request = JobRequest(
-                spec_hash=workload_spec_hash(offer.measurement, ()),
-                input_hash=hashlib.sha256(sealed).digest(),
-                tee_kinds=1 << SIM,
-                measurement=offer.measurement,
-                min_tcb_status=int(TcbStatus.REVOKED),
-                max_price=10**16,
-                deadline=now + 3000,
-                nonce=nonce,
-            )
-            quote = await request_quote(
-                client.host,
-                provider_peer,
-                request,
-                client=parties.client.address,
-                provider=parties.provider.address,
-                chain_id=deployment.chain_id,
-                market=deployment.market,
-                now=now,
-            )
-            assert quote.offer.enclave_key == key.enclave_key and quote.offer.min_duration == 60
-            await trio.to_thread.run_sync(
-                market.match_job, parties.client, request, quote.offer, quote.signature
-            )
-
-            upload = await upload_input(
-                client.host,
-                provider_peer,
-                job_id,
-                sealed,
-                enclave_key=key.enclave_key,
-                timeout_s=45,
-            )
+            submitted = await world.submit(offer, plaintext)
             digest = input_receipt_digest(
-                market.market_domain, InputReceipt(job_id, request.spec_hash, request.input_hash)
+                market.market_domain,
+                InputReceipt(
+                    submitted.job_id, submitted.request.spec_hash, submitted.request.input_hash
+                ),
             )
-            assert recover_signer(digest, upload.input_receipt) == parties.provider.address
+            assert recover_signer(digest, submitted.receipt) == parties.provider.address
 
-            job = JobId("0x" + job_id.hex())
-            jobs = daemon.service.state.jobs
-            await _until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED, 90)
-            result = await download_result(client.host, provider_peer, job_id)
-            assert result.receipt.output_hash == bytes.fromhex(jobs[job].output_hash[2:])
-            outcome["output"] = b"".join(
-                open_stream(client_key, job_id, Direction.OUTPUT, io.BytesIO(result.output))
-            )
-            outcome["job"] = job_id
-            daemon.stop()
+            job = JobId("0x" + submitted.job_id.hex())
+            jobs = state.jobs
+            await world.until(lambda: jobs[job].status is JobStatus.SETTLED, 90)
+            outcome["output"] = await world.output(submitted)
+            outcome["job"] = submitted.job_id
+            assert world.daemon is not None
+            world.daemon.stop()
             nursery.cancel_scope.cancel()
 
     trio.run(scenario)
     assert outcome["output"] == plaintext.upper()
-    assert market.job(outcome["job"]).state is JobState.SETTLED  # type: ignore[arg-type]
+    assert market.job(outcome["job"]).state is JobState.SETTLED
     # Sealed bytes only: the plaintext marker is nowhere in the provider's files or logs.
     for path in _files_under(provider_dir):
         assert marker not in path.read_bytes(), f"plaintext in {path}"
         assert marker.upper() not in path.read_bytes(), f"plaintext output in {path}"
     assert marker.decode() not in caplog.text
     assert "INSECURE" in caplog.text
+
+
+def test_results_ready_together_are_signed_by_the_enclave_as_one_batch(
+    tmp_path: Path, anvil: AnvilNode, market: Market, parties: Parties
+) -> None:
+    world = World(tmp_path / "provider", anvil, market, parties)
+    outputs: list[bytes] = []
+    functions: list[str] = []
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            await world.start(
+                nursery,
+                Committee(market, parties.verifier),
+                extra="batch_size = 2\nbatch_max_wait = 3600",
+            )
+            with trio.fail_after(60):
+                offer = (await world.client.gossip.updates.receive()).listing.offer
+            first = await world.submit(offer, b"first job\n")
+            jobs = world.state.jobs
+            one = JobId("0x" + first.job_id.hex())
+            # One result waits for a second (batch_size 2) rather than going out alone.
+            await world.until(lambda: jobs[one].status is JobStatus.READY)
+            second = await world.submit(offer, b"second job\n")
+            two = JobId("0x" + second.job_id.hex())
+            await world.until(
+                lambda: all(jobs[j].status is JobStatus.SETTLED for j in (one, two)), 90
+            )
+            outputs.extend([await world.output(first), await world.output(second)])
+            assert world.daemon is not None
+            token = world.config.api.token_file.read_text()
+            async with httpx.AsyncClient(
+                base_url=world.daemon.api_url, headers={"Authorization": f"Bearer {token}"}
+            ) as api:
+                listed = (await api.get("/v1/transactions")).json()["transactions"]
+            functions.extend(t["effect_id"].split(":")[0] for t in listed)
+            world.daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert outputs == [b"FIRST JOB\n", b"SECOND JOB\n"]
+    assert functions.count("submitResults") == 1 and "submitResult" not in functions
+
+
+def test_a_refused_key_is_not_registered_and_says_why(
+    tmp_path: Path, anvil: AnvilNode, market: Market, parties: Parties
+) -> None:
+    world = World(tmp_path / "provider", anvil, market, parties)
+    refusal = "policy refuses sim evidence (INSECURE)"
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            await world.start(nursery, Committee(market, parties.verifier, refuse=refusal))
+            keys = world.state.keys
+            await world.until(lambda: any(k.status is KeyStatus.REFUSED for k in keys.values()))
+            (key,) = keys.values()
+            assert refusal in key.reason and "0 of 1 approvals" in key.reason
+            assert not world.state.pending  # nothing left to retry, nothing to publish
+            assert world.daemon is not None
+            world.daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
 
 
 def test_an_unregistered_provider_without_a_stake_refuses_to_start_with_the_command(
