@@ -18,7 +18,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -392,6 +392,7 @@ def test_provider_boots_attests_publishes_and_runs_a_paid_job(
             await world.until(lambda: jobs[job].status is JobStatus.SETTLED, 90)
             outcome["output"] = await world.output(submitted)
             outcome["job"] = submitted.job_id
+            await _hostile_requests(world, submitted, offer)
             assert world.daemon is not None
             world.daemon.stop()
             nursery.cancel_scope.cancel()
@@ -405,6 +406,32 @@ def test_provider_boots_attests_publishes_and_runs_a_paid_job(
         assert marker.upper() not in path.read_bytes(), f"plaintext output in {path}"
     assert marker.decode() not in caplog.text
     assert "INSECURE" in caplog.text
+
+
+async def _hostile_requests(world: World, submitted: Submitted, offer: Offer) -> None:
+    """Requests the provider must refuse, each with a reason the peer can act on."""
+    client, peer, parties = world.client.host, world.provider_peer, world.parties
+    with pytest.raises(RemoteRefused, match="wrong_input_hash"):
+        await upload_input(client, peer, submitted.job_id, b"other bytes", timeout_s=20)
+    with pytest.raises(RemoteRefused, match="not_assigned"):
+        await upload_input(client, peer, os.urandom(32), b"bytes for no job", timeout_s=20)
+    with pytest.raises(RemoteRefused, match="unknown_enclave"):
+        await upload_input(client, peer, submitted.job_id, b"x", enclave_key=parties.client.address)
+    deployment = world.market.deployment
+    terms = {
+        "client": parties.client.address,
+        "provider": parties.provider.address,
+        "chain_id": deployment.chain_id,
+        "market": deployment.market,
+        "now": world.market.latest_timestamp(),
+    }
+    other = replace(submitted.request, nonce=submitted.request.nonce + 1)
+    with pytest.raises(RemoteRefused, match="no registered enclave"):
+        await request_quote(client, peer, replace(other, measurement=keccak(b"other")), **terms)
+    with pytest.raises(RemoteRefused, match="spec hash"):
+        await request_quote(client, peer, replace(other, spec_hash=keccak(b"args")), **terms)
+    with pytest.raises(RemoteRefused, match="already"):
+        await request_quote(client, peer, submitted.request, **terms)
 
 
 def test_results_ready_together_are_signed_by_the_enclave_as_one_batch(
