@@ -42,7 +42,7 @@ from node.daemon.errors import DaemonError
 from node.daemon.state_service import StateService
 from node.enclave.envelope import seal_job_input_bytes
 from node.enclave.sealing import Direction, open_stream, public_key_bytes
-from node.keys.identity import create_identity
+from node.keys.identity import create_identity, load_identity
 from node.p2p.approve_protocol import ApprovalAnswer, ApprovalRequest
 from node.p2p.config import P2PConfig
 from node.p2p.errors import RemoteRefused
@@ -219,6 +219,8 @@ class Submitted:
     job_id: bytes
     request: JobRequest
     client_key: X25519PrivateKey
+    sealed: bytes
+    enclave_key: str
     receipt: bytes
 
 
@@ -240,10 +242,16 @@ class World:
         return self.daemon.service.state
 
     async def start(self, nursery: trio.Nursery, committee: Committee, *, extra: str = "") -> None:
+        await self.start_peers(nursery, committee, extra=extra)
+        await self.start_daemon(nursery)
+
+    async def start_peers(
+        self, nursery: trio.Nursery, committee: Committee, *, extra: str = ""
+    ) -> None:
         verifier = P2PNode(NodeIdentity.generate(), _p2p_config(self.market), approvals=committee)
         await nursery.start(verifier.run)
         await nursery.start(self.client.run)
-        config = _write_config(
+        self.config = _write_config(
             self.directory,
             self.anvil,
             self.market,
@@ -251,12 +259,16 @@ class World:
             stake=STAKE,
             extra=extra,
         )
-        self.config = config
+        self.committee = committee
         nursery.start_soon(_keep_mining, self.anvil.rpc_url)
-        identity = create_identity(self.directory / "identity.key")
+
+    async def start_daemon(self, nursery: trio.Nursery) -> None:
+        """The provider daemon (again, after a stop: same data dir, same identity)."""
+        path = self.directory / "identity.key"
+        identity = load_identity(path) if path.exists() else create_identity(path)
         self.daemon = await nursery.start(
             run_daemon,
-            config,
+            self.config,
             self.parties.provider,
             identity,
             DaemonHooks(handle_signals=False),
@@ -264,17 +276,28 @@ class World:
         self.provider_peer = PeerId(identity.peer_id)
         assert self.daemon.p2p is not None
         provider_node = await self.daemon.p2p.wait_running()
+        if self.client.host.is_connected(self.provider_peer):
+            # The connection to the stopped daemon's node is dead: dial the new one.
+            await self.client.host.disconnect(self.provider_peer)
         await self.client.host.connect(provider_node.host.listen_addresses()[0])
         # The first offer goes out once the key is registered: let the committee answer
         # only when the client is there to receive it.
         await self.client.gossip.wait_for_topic_peer(self.provider_peer, 20)
-        committee.gate.set()
+        self.committee.gate.set()
+
+    async def offer(self, *, other_than: str = "") -> Offer:
+        """The next offer the client receives (of another enclave key than `other_than`)."""
+        with trio.fail_after(60):
+            while True:
+                offer = (await self.client.gossip.updates.receive()).listing.offer
+                if offer.enclave_key != other_than:
+                    return offer
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 60) -> None:
         assert self.daemon is not None
         await _until(self.daemon.service, predicate, timeout)
 
-    async def submit(self, offer: Offer, plaintext: bytes) -> Submitted:
+    async def submit(self, offer: Offer, plaintext: bytes, *, upload: bool = True) -> Submitted:
         """What a client does with an offer: check the evidence, seal, quote, pay, upload."""
         deployment = self.market.deployment
         parties = self.parties
@@ -325,15 +348,21 @@ class World:
         await trio.to_thread.run_sync(
             self.market.match_job, parties.client, request, quote.offer, quote.signature
         )
-        upload = await upload_input(
+        submitted = Submitted(job_id, request, client_key, sealed, offer.enclave_key, b"")
+        if upload:
+            submitted.receipt = await self.upload(submitted)
+        return submitted
+
+    async def upload(self, submitted: Submitted) -> bytes:
+        sent = await upload_input(
             self.client.host,
             self.provider_peer,
-            job_id,
-            sealed,
-            enclave_key=offer.enclave_key,
+            submitted.job_id,
+            submitted.sealed,
+            enclave_key=submitted.enclave_key,
             timeout_s=45,
         )
-        return Submitted(job_id, request, client_key, upload.input_receipt)
+        return sent.input_receipt
 
     async def output(self, submitted: Submitted) -> bytes:
         result = await download_result(self.client.host, self.provider_peer, submitted.job_id)
@@ -474,6 +503,44 @@ def test_results_ready_together_are_signed_by_the_enclave_as_one_batch(
     trio.run(scenario)
     assert outputs == [b"FIRST JOB\n", b"SECOND JOB\n"]
     assert functions.count("submitResults") == 1 and "submitResult" not in functions
+
+
+def test_a_restart_gives_back_a_job_sealed_to_the_instance_that_ended(
+    tmp_path: Path, anvil: AnvilNode, market: Market, parties: Parties
+) -> None:
+    world = World(tmp_path / "provider", anvil, market, parties)
+    ended: dict[str, object] = {}
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            await world.start_peers(nursery, Committee(market, parties.verifier))
+            async with trio.open_nursery() as first_boot:
+                await world.start_daemon(first_boot)
+                old = await world.offer()
+                paid = await world.submit(old, b"sealed to the first instance\n", upload=False)
+                job = JobId("0x" + paid.job_id.hex())
+                jobs = world.state.jobs
+                await world.until(lambda: job in jobs and jobs[job].status is JobStatus.ASSIGNED)
+                assert world.daemon is not None
+                world.daemon.stop()
+            # A new boot: the first instance and its keys are gone with the old process.
+            async with trio.open_nursery() as second_boot:
+                await world.start_daemon(second_boot)
+                jobs = world.state.jobs
+                await world.until(lambda: jobs[job].status is JobStatus.REFUNDED, 60)
+                assert world.state.keys[old.enclave_key].status is KeyStatus.RETIRED
+                with pytest.raises(RemoteRefused, match="unknown_enclave"):
+                    await world.upload(paid)
+                new = await world.offer(other_than=old.enclave_key)
+                assert world.state.keys[new.enclave_key].status is KeyStatus.REGISTERED
+                ended["job"] = paid.job_id
+                assert world.daemon is not None
+                world.daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    # Given back before the deadline: the client is refunded in full, nobody is slashed.
+    assert market.job(ended["job"]).state is JobState.RELEASED  # type: ignore[arg-type]
 
 
 def test_a_refused_key_is_not_registered_and_says_why(
