@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,6 +134,9 @@ class EnclaveHost:
     def start_all(self) -> list[sc.EnclaveStarted]:
         return [self.start(name) for name in self._workloads]
 
+    def running_keys(self) -> list[Address]:
+        return list(self._running)
+
     def instance(self, enclave_key: str) -> EnclaveInstance | None:
         running = self._running.get(to_address(enclave_key))
         return running.instance if running else None
@@ -144,6 +147,20 @@ class EnclaveHost:
         if running is None:
             raise EnclaveError(f"no running enclave holds key {enclave_key}")
         return await trio.to_thread.run_sync(running.instance.evidence, request)
+
+    def retire_unused(self, in_use: Iterable[str]) -> list[Address]:
+        """Destroy the instances no key or job needs any more (a refused or replaced key
+        whose jobs have ended): their keys die with them. Returns the keys destroyed."""
+        keep = {to_address(k) for k in in_use}
+        gone = [key for key in self._running if key not in keep]
+        for key in gone:
+            running = self._running.pop(key)
+            if running.lock.locked():  # a job is running in it right now
+                self._running[key] = running
+                continue
+            running.instance.destroy()
+            log.info("enclave %s destroyed: no key or job needs it any more", key)
+        return [key for key in gone if key not in self._running]
 
     def close(self) -> None:
         for running in self._running.values():

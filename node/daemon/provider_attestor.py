@@ -176,6 +176,8 @@ class Attestor:
             )
         reason = "; ".join(refusals + unreachable) or "no verifier approved"
         log.warning("enclave key %s refused: %s", key, reason)
+        # A refused key never runs a job: its instance has nothing left to do.
+        self._host.retire_unused(k for k in self._host.running_keys() if k != key)
         return sc.KeyRefused(key, f"{len(signed)} of {threshold} approvals: {reason}")
 
     async def _proposal(self, key: str, verifier_contract: str) -> ApprovalRequest:

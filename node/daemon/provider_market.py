@@ -58,6 +58,29 @@ _INPUT_TAKEN = frozenset(
 )
 
 
+# Jobs that still need their enclave instance: to receive, run, or batch-sign their result.
+_NEEDS_INSTANCE = frozenset(
+    {JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.READY, JobStatus.SUBMITTING}
+)
+_KEY_IN_USE = frozenset({KeyStatus.ATTESTING, KeyStatus.REGISTERING, KeyStatus.REGISTERED})
+
+
+def instances_in_use(ctx: NodeContext) -> set[str]:
+    """Enclave keys of this boot that a key's life or a job still needs."""
+    state = ctx.service.state
+    keys = {
+        k.enclave_key
+        for k in state.keys.values()
+        if k.boot_id == state.facts.boot_id and k.status in _KEY_IN_USE
+    }
+    jobs = {
+        j.enclave_key
+        for j in state.jobs.values()
+        if j.status in _NEEDS_INSTANCE and j.enclave_key is not None
+    }
+    return keys | jobs
+
+
 def _live_keys(ctx: NodeContext) -> list[EnclaveKey]:
     state = ctx.service.state
     return [
@@ -271,6 +294,9 @@ class OfferPublisher:
         self._current[key.enclave_key] = (offer, details)
         node = await ctx.p2p.node()
         self._advertise(node)
+        # A publication follows every change of what the keys are doing (a key registered
+        # or replaced, a job matched or ended): the moment to let go of spent instances.
+        self._host.retire_unused(instances_in_use(ctx))
         log.info(
             "offer #%d for enclave %s: %d cores, %d MiB, %d wei/h%s",
             offer.nonce,

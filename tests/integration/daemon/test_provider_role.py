@@ -543,9 +543,48 @@ def test_a_restart_gives_back_a_job_sealed_to_the_instance_that_ended(
     assert market.job(ended["job"]).state is JobState.RELEASED  # type: ignore[arg-type]
 
 
-def test_a_refused_key_is_not_registered_and_says_why(
-    tmp_path: Path, anvil: AnvilNode, market: Market, parties: Parties
+def test_a_key_near_its_expiry_is_replaced_by_a_fresh_instance(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    market: Market,
+    parties: Parties,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("INFO")
+    world = World(tmp_path / "provider", anvil, market, parties)
+    keys_seen: list[str] = []
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            # A margin longer than the key's life: every key is due for replacement at once.
+            await world.start(
+                nursery,
+                Committee(market, parties.verifier),
+                extra="key_ttl = 600\nrekey_margin = 3600",
+            )
+            first = await world.offer()
+            second = await world.offer(other_than=first.enclave_key)
+            keys = world.state.keys
+            await world.until(lambda: keys[first.enclave_key].status is KeyStatus.RETIRED)
+            assert keys[first.enclave_key].reason.startswith("replaced by")
+            keys_seen.extend([first.enclave_key, second.enclave_key])
+            assert world.daemon is not None
+            world.daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    # The replaced instance is destroyed once nothing needs it: its keys die with it.
+    assert f"enclave {keys_seen[0]} destroyed" in caplog.text
+
+
+def test_a_refused_key_is_not_registered_and_says_why(
+    tmp_path: Path,
+    anvil: AnvilNode,
+    market: Market,
+    parties: Parties,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO")
     world = World(tmp_path / "provider", anvil, market, parties)
     refusal = "policy refuses sim evidence (INSECURE)"
 
@@ -557,6 +596,7 @@ def test_a_refused_key_is_not_registered_and_says_why(
             (key,) = keys.values()
             assert refusal in key.reason and "0 of 1 approvals" in key.reason
             assert not world.state.pending  # nothing left to retry, nothing to publish
+            assert f"enclave {key.enclave_key} destroyed" in caplog.text
             assert world.daemon is not None
             world.daemon.stop()
             nursery.cancel_scope.cancel()
