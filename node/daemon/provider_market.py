@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from node.p2p.identity import PeerId
 from node.p2p.input_store import FileInputStore
 from node.p2p.node import P2PNode
 from node.p2p.offers import ListingDetails, SignedOffer
+from node.p2p.penalties import TokenBuckets
 from node.p2p.transfer import Announced
 from node.state import changes as sc
 from node.state.effects import Effect, Publish
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 # How long a finished upload waits for the chain watcher to confirm the job's match before
 # it is refused (the client then resumes, with nothing left to send).
 MATCH_WAIT_S = 30.0
+# Quotes one peer may ask for at once, and then per second.
+QUOTE_BURST = 20
+QUOTES_PER_S = 2.0
 # How often the publisher looks for a p2p node the supervisor restarted.
 NODE_CHECK_INTERVAL_S = 5.0
 # On-chain JobMarket.State.Accepted: matched (or accepted) and waiting for its result.
@@ -94,9 +99,13 @@ class QuoteDesk:
     def __init__(self, ctx: NodeContext, host: EnclaveHost) -> None:
         self._ctx = ctx
         self._host = host
+        # Every quote is a recorded state change: one peer may not write them at will.
+        self._rate = TokenBuckets(QUOTE_BURST, QUOTES_PER_S, time.monotonic)
 
     async def quote(self, peer: PeerId, request: JobRequest, client: str) -> SignedOffer:
         ctx = self._ctx
+        if not self._rate.take(peer):
+            raise RemoteRefused("rate_limited")
         try:
             job_id = to_job_id(request.job_id(client))
             measurement = to_hash32(request.measurement)

@@ -461,6 +461,14 @@ async def _hostile_requests(world: World, submitted: Submitted, offer: Offer) ->
         await request_quote(client, peer, replace(other, spec_hash=keccak(b"args")), **terms)
     with pytest.raises(RemoteRefused, match="already"):
         await request_quote(client, peer, submitted.request, **terms)
+    # Each quote is recorded: a peer asking without pause is cut off.
+    refusals = []
+    for _ in range(30):
+        try:
+            await request_quote(client, peer, submitted.request, **terms)
+        except RemoteRefused as refused:
+            refusals.append(refused.reason)
+    assert "rate_limited" in refusals
 
 
 def test_results_ready_together_are_signed_by_the_enclave_as_one_batch(
