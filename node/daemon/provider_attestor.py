@@ -125,6 +125,8 @@ class Attestor:
         key = effect.enclave_key
         if self._host.instance(key) is None:
             return sc.KeyRefused(key, "the enclave instance of this key is not running")
+        if not self._ctx.p2p.enabled:
+            return sc.KeyRefused(key, "p2p is off (p2p.enabled = false): no verifier to ask")
         if not self._verifiers:
             return sc.KeyRefused(
                 key, "no verifiers to ask: list them in provider.verifiers (multiaddr/p2p/ID)"
