@@ -31,6 +31,7 @@ from node.daemon.clock import Clock
 from node.daemon.effect_runner import EffectHandler, EffectRunner
 from node.daemon.errors import DaemonError
 from node.daemon.p2p_service import p2p_supervisor_for
+from node.daemon.provider_boot import with_probed_capacity
 from node.daemon.state_service import StateService, rebuild_state
 from node.daemon.wiring import (
     ChainContracts,
@@ -104,6 +105,7 @@ async def run_daemon(
     task_status: TaskStatus[RunningDaemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     hooks = hooks or DaemonHooks()
+    config = with_probed_capacity(config)
     me = identity_for(config, account.address, identity.peer_id)
     metrics = Metrics()
     store = Store.open(config.store.path)

@@ -288,6 +288,9 @@ class StateView(Mapping[JobId, Job]):
     def is_pending(self, effect: EffectId) -> bool:
         return effect in self._state.pending
 
+    def pending_effect(self, effect: EffectId) -> Effect | None:
+        return self._state.pending.get(effect)
+
     def pending_for(self, job_id: str) -> list[EffectId]:
         return [e for e in self._state.pending if effect_job(e) == job_id]
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+import base58
+
 from node.state import changes as sc
 from node.state.effects import (
     Contract,
@@ -116,6 +118,10 @@ def _publish_all(
             "min_duration": me.provider.min_duration_s,
             "max_duration": me.provider.max_duration_s,
             "load_permille": ledger.utilization_permille,
+            # The standing offer's EIP-712 nonce: a match spends it, so every publication
+            # has its own, and a newer one always outranks an older one in the book.
+            "nonce": number,
+            "valid_until": key.expires_at,
         }
         out.append(
             Publish(
@@ -125,6 +131,11 @@ def _publish_all(
             )
         )
     return replace(facts, publications=number), tuple(out)
+
+
+def _peer_id_hex(peer_id: str) -> str:
+    """The registry keeps the peer id as its multihash bytes; config and p2p speak base58."""
+    return "0x" + base58.b58decode(peer_id).hex()
 
 
 def _with(jobs: Iterable[Job], *changed: Job) -> list[Job]:
@@ -158,7 +169,7 @@ def handle_provider_booted(me: Identity, view: StateView, change: sc.ProviderBoo
             send = SendTransaction(
                 effect_id("register", change.boot_id),
                 "register",
-                json.dumps([me.provider.peer_id, me.provider.stake]),
+                json.dumps([_peer_id_hex(me.provider.peer_id), me.provider.stake]),
                 me.provider.stake,
                 Contract.REGISTRY,
             )
@@ -172,24 +183,59 @@ def handle_provider_booted(me: Identity, view: StateView, change: sc.ProviderBoo
         and k.status in (KeyStatus.ATTESTING, KeyStatus.REGISTERING, KeyStatus.REGISTERED)
     )
     lost_keys = {k.enclave_key for k in lost}
+    ended = "its enclave instance ended with a restart"
+    # A job that needs its instance to run can no longer run: give it back at once (the
+    # client is refunded now, and no timeout slashes a job released before its deadline).
     failed = tuple(
-        replace(j, status=JobStatus.FAILED, error="its enclave instance ended with a restart")
+        replace(j, status=JobStatus.FAILED, error=ended)
         for j in view.values()
-        if j.status is JobStatus.RUNNING and j.enclave_key in lost_keys
+        if j.status in (JobStatus.ASSIGNED, JobStatus.RUNNING) and j.enclave_key in lost_keys
+    )
+    release = tuple(
+        SendTransaction(effect_id("releaseJob", j.job_id), "releaseJob", json.dumps([j.job_id]), 0)
+        for j in failed
+    )
+    # A result the instance signed outlives it: one waiting for a batch the instance will
+    # never sign now goes out on its own signature.
+    unsigned_batches = [
+        e
+        for n in range(1, view.facts.batches + 1)
+        if isinstance(e := view.pending_effect(effect_id("batch", str(n))), SignBatch)
+        and e.enclave_key in lost_keys
+    ]
+    in_unsigned = {j for e in unsigned_batches for j in json.loads(e.job_ids)}
+    alone = tuple(
+        replace(j, status=JobStatus.SUBMITTING)
+        for j in view.values()
+        if j.enclave_key in lost_keys
+        and (
+            j.status is JobStatus.READY
+            or (j.status is JobStatus.SUBMITTING and j.job_id in in_unsigned)
+        )
+    )
+    submit = tuple(
+        SendTransaction(
+            effect_id("submitResult", j.job_id),
+            "submitResult",
+            json.dumps([j.job_id, j.output_hash, j.enclave_signature]),
+            0,
+        )
+        for j in alone
     )
     settled = tuple(
-        Settlement(e, False, "its enclave instance ended with a restart")
+        Settlement(e, False, ended)
         for e in (
             *(effect_id("start", j.job_id) for j in failed),
             *(effect_id("approve", k.enclave_key) for k in lost),
             *(effect_id("rotate", k.enclave_key) for k in lost),
+            *(e.effect_id for e in unsigned_batches),
         )
     )
     return Step(
-        jobs=failed,
+        jobs=(*failed, *alone),
         keys=lost,
         facts=facts,
-        effects=effects,
+        effects=(*effects, *release, *submit),
         settled=settled,
         rejected=rejected,
     )

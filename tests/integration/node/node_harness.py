@@ -22,6 +22,8 @@ from node.chain.typed_data import JobRequest, Result, sign_message
 from node.config.loader import load_config
 from node.config.model import NodeConfig
 from node.daemon.state_service import StateService
+from node.keys.account import load_account
+from node.keys.identity import load_identity
 from node.state.changes import JobExecuted, StateChange
 from node.state.effects import Effect, StartJob
 from node.state.values import Hash32, JobId
@@ -81,6 +83,15 @@ def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int
     )
     match_quoted(market, actors.client, seeded, request, price=PRICE)
     return request
+
+
+def register_initialised_provider(market: Market, directory: Path, password: str) -> None:
+    """Fund and register the provider `capa init` made in `directory`: a provider daemon
+    that is not registered (and has no stake configured) refuses to start."""
+    account = load_account(directory / "keys" / "account.json", password)
+    rpc(market.client.rpc_url, "anvil_setBalance", [account.address, hex(10**20)])
+    peer_id = load_identity(directory / "keys" / "identity.key").peer_id_bytes
+    market.register_provider(account, peer_id, market.min_stake())
 
 
 def write_config(

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import httpx
 from eth_utils.crypto import keccak
-from node_harness import PRICE, TDX, Actors, mine, start_daemon, wait_for_api
+from node_harness import (
+    PRICE,
+    TDX,
+    Actors,
+    mine,
+    register_initialised_provider,
+    start_daemon,
+    wait_for_api,
+)
 
 from node.chain.anvil import AnvilNode
 from node.chain.market import Market
@@ -62,6 +70,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 1
     )
     market.post_job(actors.client, request)
+    register_initialised_provider(market, tmp_path / "node", PASSWORD)
     process = start_daemon(result.config_path, PASSWORD)
     try:
         url, token = wait_for_api(tmp_path / "node", process)

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_harness import RUN_NODE_APP, Actors, start_daemon, wait_for_api
+from node_harness import (
+    RUN_NODE_APP,
+    Actors,
+    register_initialised_provider,
+    start_daemon,
+    wait_for_api,
+)
 
 from node.api.models import ActionOutcome
 from node.chain.anvil import AnvilNode
@@ -40,6 +46,7 @@ def test_init_run_query_and_stop_on_signal(
     )
     for secret in ("keys/account.json", "keys/identity.key"):
         assert (tmp_path / secret).stat().st_mode & 0o777 == 0o600
+    register_initialised_provider(market, tmp_path, PASSWORD)
     process = start_daemon(result.config_path, PASSWORD)
     try:
         url, token = wait_for_api(tmp_path, process)

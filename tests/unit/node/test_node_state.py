@@ -400,7 +400,8 @@ def test_provider_not_registered_registers_with_its_stake_before_attesting() -> 
         Contract.REGISTRY,
         5,
     )
-    assert json.loads(register.args) == ["p", 5]
+    # The registry takes the peer id's multihash bytes: base58 "p" is the byte 0x2f.
+    assert json.loads(register.args) == ["0x2f", 5]
     assert not any(isinstance(e, RequestApprovals) for e in m.effects)
     m.feed(sc.TxConfirmed(EffectId("register:boot-1"), TxHash("0x" + "ab" * 32), BlockNumber(2)))
     assert m.state.facts.registered
@@ -551,6 +552,44 @@ def test_provider_restart_retires_old_keys_and_fails_jobs_sealed_to_them() -> No
     assert m.job().status is JobStatus.FAILED
     assert m.job().error == "its enclave instance ended with a restart"
     assert EffectId(f"start:{JOB}") not in m.state.pending
+    # Given back at once: refunded now, and never slashed for a timeout.
+    release = m.last(SendTransaction)
+    assert (release.function, json.loads(release.args)) == ("releaseJob", [JOB])
+
+
+def test_provider_restart_gives_back_a_job_still_waiting_for_input_to_a_lost_key() -> None:
+    m = Machine(PROVIDER_ME)
+    _registered(m)
+    m.feed(_quote_request(), _matched())
+    assert m.job().status is JobStatus.ASSIGNED and m.job().enclave_key == ENCLAVE
+    m.feed(sc.ProviderBooted("boot-2", True, True, 10**18))
+    assert m.job().status is JobStatus.FAILED
+    assert EffectId(f"releaseJob:{JOB}") in m.state.pending
+
+
+def test_provider_restart_submits_results_of_a_lost_key_on_their_own_signatures() -> None:
+    me = Identity(
+        Role.PROVIDER, PROVIDER, provider=ProviderTerms(batch_size=3, batch_max_wait_s=30)
+    )
+    m = Machine(me)
+    _registered(m)
+    jobs = [JobId("0x" + f"{i:064x}") for i in (1, 2, 3)]
+    for job in jobs:
+        m.feed(_matched(job), sc.InputReceived(job, SEALED, 1, ENCLAVE))
+    m.feed(sc.JobExecuted(jobs[0], OUT, "0x01", 100))
+    m.feed(sc.BatchDue(ENCLAVE, 200))  # jobs[0] waits in a batch nobody signed yet
+    batch = m.last(SignBatch)
+    m.feed(sc.JobExecuted(jobs[1], OUT, "0x02", 201))  # jobs[1] waits for a batch
+    m.feed(sc.ProviderBooted("boot-2", True, True, 10**18))
+    assert not m.view.is_pending(batch.effect_id)
+    sent = {
+        json.loads(e.args)[0]: json.loads(e.args)[2]
+        for e in m.effects
+        if isinstance(e, SendTransaction) and e.function == "submitResult"
+    }
+    assert sent == {jobs[0]: "0x01", jobs[1]: "0x02"}
+    assert {m.job(j).status for j in jobs[:2]} == {JobStatus.SUBMITTING}
+    assert m.job(jobs[2]).status is JobStatus.FAILED  # was running: given back
 
 
 def test_provider_rotation_starts_a_new_instance_and_retires_the_old_key_once_replaced() -> None:
