@@ -84,6 +84,10 @@ class EnclaveKeyView(BaseModel):
 class ProviderStatus(BaseModel):
     backend: str = Field(description="The enclave backend (tdx, sev-snp, sgx-gramine, sim)")
     insecure: bool = Field(description="True for sim: no hardware protects the jobs (INSECURE)")
+    sim_host: str | None = Field(
+        default=None,
+        description="sim: the host key's address, what a client's policy `sim_hosts` pins",
+    )
     registered: bool = Field(description="The provider is registered in the registry")
     keys: list[EnclaveKeyView]
     unspent_earnings: WeiText = Field(description="Payouts since the last withdrawal sent")

@@ -175,7 +175,9 @@ def _amount(value: Any, from_env: bool) -> int:
         raise _Invalid from exc
 
 
-def _backend(value: Any, from_env: bool) -> Backend:
+def _backend(value: Any, from_env: bool) -> Backend | None:
+    if value is None or str(value).strip() == "":
+        return None  # a provider must name one (checked with the role): sim is never implied
     try:
         return Backend(str(value).strip().lower())
     except ValueError as exc:
@@ -278,7 +280,7 @@ SCHEMA: dict[str, dict[str, _Setting]] = {
     },
     "provider": {
         "backend": _Setting(
-            _backend, '"tdx", "sev-snp", "sgx-gramine" or "sim" (no hardware: INSECURE)', "sim"
+            _backend, '"tdx", "sev-snp", "sgx-gramine" or "sim" (no hardware: INSECURE)', ""
         ),
         "workloads": _Setting(
             _workloads,
@@ -366,6 +368,12 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str] | None) -> No
 
     data_dir = resolve_path(values["node"]["data_dir"], base)
     password_file = values["keys"]["password_file"]
+    if values["node"]["role"] is Role.PROVIDER and values["provider"]["backend"] is None:
+        raise SettingError(
+            "provider.backend",
+            SCHEMA["provider"]["backend"].expected + ": a provider names its enclave backend",
+            source=str(path),
+        )
     return NodeConfig(
         source=path,
         node=NodeSection(role=values["node"]["role"], data_dir=data_dir),

@@ -86,7 +86,7 @@ class WorkloadConfig:
 
 @dataclass(frozen=True)
 class ProviderSection:
-    backend: Backend
+    backend: Backend | None  # None only for other roles: a provider must name one
     workloads: tuple[WorkloadConfig, ...]
     stake: int  # wei; 0: never register by itself
     price_per_hour: int  # wei

@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ class DaemonApiBackend:
         data_dir: Path,
         max_input: int = 0,
         backend: str = "",
+        sim_host: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._backend = backend
+        self._sim_host = sim_host
         self._data_dir = data_dir
         self._staging = data_dir / "staged"
         self._max_input = max_input
@@ -120,6 +123,7 @@ class DaemonApiBackend:
         return ProviderStatus(
             backend=self._backend,
             insecure=self._backend == "sim",
+            sim_host=self._sim_host() if self._backend == "sim" else None,
             registered=state.facts.registered,
             keys=keys,
             unspent_earnings=str(state.facts.earned),

@@ -31,7 +31,7 @@ from node.daemon.clock import Clock
 from node.daemon.effect_runner import EffectHandler, EffectRunner
 from node.daemon.errors import DaemonError
 from node.daemon.p2p_service import p2p_supervisor_for
-from node.daemon.provider_boot import with_probed_capacity
+from node.daemon.provider_boot import sim_host_address, with_probed_capacity
 from node.daemon.state_service import StateService, rebuild_state
 from node.daemon.wiring import (
     ChainContracts,
@@ -170,7 +170,8 @@ async def run_daemon(
                     watcher,
                     data_dir=config.node.data_dir,
                     max_input=config.client.max_input_bytes,
-                    backend=config.provider.backend.value,
+                    backend=config.provider.backend.value if config.provider.backend else "",
+                    sim_host=lambda: sim_host_address(config),
                 ),
                 token,
                 metrics,

@@ -10,6 +10,7 @@ start with the one command that registers it.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import replace
 
@@ -52,9 +53,41 @@ def with_probed_capacity(config: NodeConfig) -> NodeConfig:
     return replace(config, provider=replace(section, cpu_cores=cores, memory_mib=memory))
 
 
+SIM_HOST_KEY_FILE = "sim-host.key"
+
+
+def sim_host_key(config: NodeConfig) -> bytes:
+    """This provider's sim host key (hex in `<data_dir>/sim-host.key`, 0600), made once."""
+    path = config.node.data_dir / SIM_HOST_KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except ValueError as exc:
+        raise DaemonError(f"{path}: not a hex sim host key: {exc}") from exc
+    key = bytes(Account.create().key)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.hex())
+    os.replace(partial, path)
+    return key
+
+
+def sim_host_address(config: NodeConfig) -> str | None:
+    """The address of the sim host key, once there is one (what `sim_hosts` pins)."""
+    path = config.node.data_dir / SIM_HOST_KEY_FILE
+    try:
+        return str(Account.from_key(bytes.fromhex(path.read_text().strip())).address).lower()
+    except (OSError, ValueError):
+        return None
+
+
 def backend_for(config: NodeConfig) -> EnclaveBackend:
     """The enclave backend the config names; DaemonError saying why it cannot run here."""
     name = config.provider.backend
+    if name is None:  # the loader refuses a provider config without one
+        raise DaemonError("provider.backend is not set: name tdx, sev-snp, sgx-gramine or sim")
     try:
         sandbox = detect_native_sandbox()
     except EnclaveError as exc:
@@ -66,9 +99,10 @@ def backend_for(config: NodeConfig) -> EnclaveBackend:
             "enclave backend sim: INSECURE, no hardware isolation and no real attestation "
             "(devnets only; verifiers with the default policy refuse it)"
         )
-        # The sim attester signs evidence with a host key: one per boot, since the evidence
-        # proves nothing beyond that key anyway.
-        return sim_backend(bytes(Account.create().key), sandbox)
+        # The sim attester signs evidence with a host key, kept across restarts as a real
+        # platform's identity is: the only thing sim evidence proves is which key signed, so
+        # a client may pin the simulated machines it trusts (policy `sim_hosts`).
+        return sim_backend(sim_host_key(config), sandbox)
     try:
         return SandboxBackend(hardware_attester(_HARDWARE[name]), sandbox)
     except EnclaveError as exc:
