@@ -1,0 +1,468 @@
+"""The client daemon picks, checks, pays, hands over and collects, against real parts.
+
+A client daemon (run_daemon, role client) on anvil with deployed contracts; provider-side
+peers are real libp2p nodes serving /capa/evidence/1, /capa/quote/1, /capa/input/1 and
+/capa/result/1 from sim enclave instances (real sandboxes, INSECURE evidence: this devnet's
+market allows sim, and so does this client's config). The test plays the provider's
+operator: it registers the enclave keys on chain, runs the job in the enclave instance and
+submits the result.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+
+from node.chain.anvil import DEV_PRIVATE_KEYS, AnvilNode, run_anvil
+from node.chain.client import ChainClient
+from node.chain.deploy import MarketConfig, deploy_market
+from node.chain.devnet import devnet_peer_id
+from node.chain.market import Market
+from node.chain.typed_data import JobRequest, KeyAttestation, Offer
+from node.config.loader import load_config
+from node.config.model import NodeConfig
+from node.daemon.client_submit import Submission, prepare_submission
+from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
+from node.daemon.job_files import JobFiles
+from node.daemon.state_service import StateService
+from node.enclave.attesters import SimAttester
+from node.enclave.backend import BindingRequest, SandboxBackend, SandboxInstance
+from node.enclave.errors import SandboxUnavailable
+from node.enclave.jobs import JobId, JobLimits, JobSpec
+from node.enclave.native_sandbox import NativeSandbox, detect_native_sandbox
+from node.enclave.workloads import WasmWorkload
+from node.keys.identity import create_identity
+from node.p2p.config import GossipParams, P2PConfig
+from node.p2p.evidence_protocol import EvidenceBundle, KeyBindingInputs
+from node.p2p.identity import Multiaddr, NodeIdentity, PeerId
+from node.p2p.input_store import MemoryInputStore
+from node.p2p.node import P2PNode, ProviderServices
+from node.p2p.offers import ListingDetails, SignedOffer
+from node.p2p.transfer import Announced, SealedResult
+from node.state.model import Job, JobStatus
+from node.state.values import JobId as StateJobId
+from proofs.receipts import workload_spec_hash
+from scheduler.models import TcbStatus, WorkloadKind
+
+REPO = Path(__file__).resolve().parents[3]
+UPPER_WASM = REPO / "workloads" / "wasm" / "upper.wasm"
+SIM = 5
+STAKE = 5 * 10**18
+TIMEOUT_S = 900
+MAX_PRICE = 10**16
+
+
+# ---------------------------------------------------------------- chain
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilNode]:
+    with run_anvil() as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def native_sandbox() -> NativeSandbox:
+    try:
+        return detect_native_sandbox()
+    except SandboxUnavailable as exc:
+        pytest.fail(f"native sandbox unavailable on this machine: {exc}", pytrace=False)
+
+
+@dataclass(frozen=True)
+class Actors:
+    governance: LocalAccount
+    client: LocalAccount
+    providers: list[LocalAccount]
+    committee: list[LocalAccount]
+
+
+@pytest.fixture
+def actors() -> Actors:
+    keys = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
+    return Actors(keys[0], keys[2], [keys[1], keys[3]], [keys[5], keys[6], keys[7]])
+
+
+@pytest.fixture
+def market(anvil: AnvilNode, actors: Actors) -> Market:
+    chain = ChainClient(anvil.rpc_url, expected_chain_id=anvil.chain_id)
+    deployment = deploy_market(chain, actors.governance, MarketConfig(sim_allowed=True))
+    market = Market(chain, deployment)
+    market.set_committee(
+        actors.governance, [m.address for m in actors.committee], [], len(actors.committee)
+    )
+    market.set_kind_policy(actors.governance, SIM, True, 1)
+    return market
+
+
+# ---------------------------------------------------------------- a provider's side
+
+
+@dataclass
+class ProviderPeer:
+    """A provider as its peers see it: a libp2p node serving a sim enclave instance."""
+
+    account: LocalAccount
+    instance: SandboxInstance
+    chain_id: int
+    market: str
+    verifier: str
+    price_per_hour: int
+    inputs: MemoryInputStore = field(default_factory=MemoryInputStore)
+    results: dict[bytes, SealedResult] = field(default_factory=dict)
+    receipts_signed: list[bytes] = field(default_factory=list)
+    quotes: int = 0
+    evidence: EvidenceBundle | None = None
+    node: P2PNode | None = None
+    on_chain: Market | None = None
+    forge_receipts: bool = False
+
+    @property
+    def measurement(self) -> bytes:
+        return bytes(self.instance.measurement)
+
+    @property
+    def enclave_key(self) -> str:
+        return self.instance.enclave_address
+
+    def register(self, market: Market, actors: Actors) -> None:
+        """Stake, allow the measurement, bind evidence to the key and register it on chain."""
+        now = market.latest_timestamp()
+        market.approve_measurement(actors.governance, SIM, self.measurement, now + 86400 * 365)
+        market.register_provider(self.account, devnet_peer_id(self.account.address), STAKE)
+        expires_at = now + 7 * 86400
+        nonce = os.urandom(32)
+        evidence = self.instance.evidence(
+            BindingRequest(self.chain_id, self.verifier, self.account.address, nonce, expires_at)
+        )
+        self.evidence = EvidenceBundle(
+            SIM,
+            evidence.cpu.evidence,
+            "sim://none",
+            now,
+            KeyBindingInputs(
+                self.enclave_key, self.instance.hpke_public_key, nonce, expires_at, self.measurement
+            ),
+        )
+        attestation = KeyAttestation(
+            provider=self.account.address,
+            enclave_key=self.enclave_key,
+            tee_kind=SIM,
+            measurement=self.measurement,
+            tcb_status=6,
+            evidence_hash=keccak(evidence.cpu.evidence),
+            expires_at=expires_at,
+        )
+        market.register_key(
+            self.account,
+            attestation,
+            market.committee_signatures(attestation, actors.committee),
+        )
+
+    # --- what the p2p node serves
+
+    async def current_evidence(self, enclave_key: str | None = None) -> EvidenceBundle | None:
+        return self.evidence
+
+    async def quote(self, peer: PeerId, request: JobRequest, client: str) -> SignedOffer:
+        self.quotes += 1
+        offer = Offer(
+            provider=self.account.address,
+            enclave_key=self.enclave_key,
+            tee_kind=SIM,
+            measurement=self.measurement,
+            price=self.price_per_hour * TIMEOUT_S // 3600,
+            min_duration=60,
+            max_duration=3600,
+            valid_until=int(time.time()) + 600,
+            request_hash=request.request_hash(client),
+            nonce=request.nonce,
+        )
+        return SignedOffer.sign(offer, self.chain_id, self.market, bytes(self.account.key))
+
+    async def admit(self, announced: Announced) -> None:
+        return None
+
+    async def complete(self, announced: Announced) -> bytes:
+        self.receipts_signed.append(announced.job_id)
+        spec = workload_spec_hash(self.measurement, ())
+        assert self.on_chain is not None
+        signer = Account.create() if self.forge_receipts else self.account
+        return self.on_chain.sign_input_receipt(signer, announced.job_id, spec, announced.sha256)
+
+    async def result(self, peer: PeerId, job_id: bytes) -> SealedResult | None:
+        return self.results.get(job_id)
+
+    def start_node(self, market: Market) -> P2PNode:
+        self.on_chain = market
+        config = P2PConfig(
+            chain_id=self.chain_id,
+            market_address=self.market,
+            listen_addrs=(Multiaddr("/ip4/127.0.0.1/tcp/0"),),
+            dial_timeout_s=5.0,
+            gossip=GossipParams(republish_interval_s=5.0),
+        )
+        services = ProviderServices(self, self, self.inputs, self, input_gate=self)
+        self.node = P2PNode(NodeIdentity.generate(), config, services)
+        return self.node
+
+    def advertise(self) -> None:
+        assert self.node is not None
+        offer = Offer(
+            provider=self.account.address,
+            enclave_key=self.enclave_key,
+            tee_kind=SIM,
+            measurement=self.measurement,
+            price=self.price_per_hour,
+            min_duration=60,
+            max_duration=3600,
+            valid_until=int(time.time()) + 3600,
+            request_hash=bytes(32),
+            nonce=1,
+        )
+        details = ListingDetails(
+            cpu_cores=4,
+            memory_mib=4096,
+            tcb_status=TcbStatus.UP_TO_DATE,
+            workloads=frozenset({WorkloadKind.WASM}),
+        )
+        self.node.gossip.advertise(offer, details, bytes(self.account.key))
+
+    def run_job(self, market: Market, job_id: bytes, sealed_input: bytes) -> SealedResult:
+        """What the provider's executor does: run in the enclave, keep the sealed output."""
+        sink = io.BytesIO()
+        spec = JobSpec(
+            job_id=JobId(job_id),
+            provider=self.account.address,
+            receipt_domain=market.market_domain,
+            limits=JobLimits(wall_seconds=30),
+            args=(),
+        )
+        outcome = self.instance.run_job(spec, io.BytesIO(sealed_input), sink)
+        assert outcome.succeeded, outcome.failure
+        assert outcome.receipt is not None
+        served = SealedResult(sink.getvalue(), outcome.receipt.result, outcome.receipt.signature)
+        self.results[job_id] = served
+        return served
+
+
+def make_provider(
+    account: LocalAccount,
+    market: Market,
+    sandbox: NativeSandbox,
+    *,
+    price_per_hour: int,
+    evidence_issued: datetime | None = None,
+) -> ProviderPeer:
+    host_key = os.urandom(32)
+    clock = (lambda: evidence_issued) if evidence_issued else (lambda: datetime.now(UTC))
+    backend = SandboxBackend(SimAttester(host_key, clock=clock), sandbox)
+    instance = backend.create_instance(WasmWorkload(UPPER_WASM.read_bytes(), "upper.wasm"))
+    deployment = market.deployment
+    return ProviderPeer(
+        account,
+        instance,
+        deployment.chain_id,
+        deployment.market,
+        deployment.verifier,
+        price_per_hour,
+    )
+
+
+# ---------------------------------------------------------------- the client daemon
+
+
+def client_config(directory: Path, anvil: AnvilNode, market: Market) -> NodeConfig:
+    # The client's own policy: sim allowed (by [client] allow_sim) but only fresh evidence.
+    (directory / "policy.json").write_text(json.dumps({"max_evidence_age_s": 3600}))
+    path = directory / "capa.toml"
+    path.write_text(
+        f"""
+[node]
+role = "client"
+data_dir = "."
+
+[chain]
+rpc_urls = ["{anvil.rpc_url}"]
+chain_id = {anvil.chain_id}
+market = "{market.deployment.market}"
+confirmations = 2
+poll_interval = 0.05
+request_timeout = 2.0
+
+[api]
+port = 0
+
+[p2p]
+listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
+
+[client]
+allow_sim = true
+policy_file = "policy.json"
+"""
+    )
+    return load_config(path, env={})
+
+
+async def keep_mining(url: str, every: float = 0.1) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            await http.post(
+                url, json={"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []}
+            )
+            await trio.sleep(every)
+
+
+async def until(service: StateService, check: object, timeout: float = 60.0) -> None:
+    seen = -1
+    with trio.fail_after(timeout):
+        while not check():  # type: ignore[operator]
+            seen = await service.wait_for_change(seen)
+
+
+async def submit(daemon: RunningDaemon, config: NodeConfig, client: str, text: bytes) -> StateJobId:
+    measurement = WasmWorkload(UPPER_WASM.read_bytes()).measure()
+    change = prepare_submission(
+        config.node.data_dir,
+        client,
+        os.urandom(8).hex(),
+        Submission("wasm", bytes(measurement), 1 << SIM, MAX_PRICE, TIMEOUT_S),
+        text,
+        max_input_bytes=config.client.max_input_bytes,
+    )
+    outcome = await daemon.service.request(change)
+    assert not outcome.rejected, outcome.rejected
+    return change.job_id
+
+
+def job_of(daemon: RunningDaemon, job_id: StateJobId) -> Job:
+    return daemon.service.state.jobs[job_id]
+
+
+# ---------------------------------------------------------------- the test
+
+
+def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_chain(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, native_sandbox: NativeSandbox
+) -> None:
+    # The cheaper provider ranks first, but its evidence is two days old: this client's
+    # policy takes evidence of at most an hour.
+    stale = make_provider(
+        actors.providers[0],
+        market,
+        native_sandbox,
+        price_per_hour=10**12,
+        evidence_issued=datetime.now(UTC) - timedelta(days=2),
+    )
+    good = make_provider(actors.providers[1], market, native_sandbox, price_per_hour=10**13)
+    for provider in (stale, good):
+        provider.register(market, actors)
+    config = client_config(tmp_path, anvil, market)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            assert daemon.p2p is not None
+            client_node = await daemon.p2p.wait_running()
+            for provider in (stale, good):
+                node = provider.start_node(market)
+                await nursery.start(node.run)
+                await node.host.connect(client_node.host.listen_addresses()[0])
+                await node.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
+                provider.advertise()
+            with trio.fail_after(30):
+                while len(client_node.book) < 2:
+                    await trio.sleep(0.05)
+
+            # Job 1: the stale candidate is refused and never sees the input; the good one
+            # gets it sealed to its enclave and signs a receipt the client checks.
+            plaintext = b"attack at dawn " + os.urandom(8).hex().encode()
+            first = await submit(daemon, config, actors.client.address, plaintext)
+            await until(daemon.service, lambda: job_of(daemon, first).status is JobStatus.DELIVERED)
+            job = job_of(daemon, first)
+            assert job.provider == good.account.address
+            assert job.enclave_key == good.enclave_key
+            assert job.insecure, "a sim enclave's job is recorded as insecure"
+            assert stale.account.address in job.tried and "evidence" in job.tried
+            assert "older than" in job.tried, job.tried
+            assert stale.quotes == 0 and stale.inputs.held_bytes() == 0
+            assert not stale.receipts_signed
+            first_id = bytes.fromhex(first[2:])
+            assert good.receipts_signed == [first_id]
+            assert job.receipt and job.receipt != "0x"
+            files = JobFiles(config.node.data_dir, first)
+            assert not files.plaintext.exists(), "plaintext kept after delivery"
+            sealed = await good.inputs.sealed_input(first_id)
+            assert sealed is not None and plaintext not in sealed
+
+            # The provider runs it and settles, then serves an output with another hash.
+            served = await trio.to_thread.run_sync(good.run_job, market, first_id, sealed)
+            good.results[first_id] = SealedResult(
+                served.output[:-1] + bytes([served.output[-1] ^ 1]),
+                served.receipt,
+                served.receipt_signature,
+            )
+            await trio.to_thread.run_sync(
+                lambda: market.submit_result(
+                    good.account, first_id, served.receipt.output_hash, served.receipt_signature
+                )
+            )
+            await until(daemon.service, lambda: job_of(daemon, first).status is JobStatus.FAILED)
+            job = job_of(daemon, first)
+            assert "output rejected" in job.error and "the chain settled" in job.error, job.error
+            assert not files.output.exists()
+
+            # Job 2: served as the enclave sealed it: checked, opened, the plaintext's upper case.
+            second = await submit(daemon, config, actors.client.address, b"hello enclave")
+            await until(
+                daemon.service, lambda: job_of(daemon, second).status is JobStatus.DELIVERED
+            )
+            second_id = bytes.fromhex(second[2:])
+            sealed = await good.inputs.sealed_input(second_id)
+            assert sealed is not None
+            served = await trio.to_thread.run_sync(good.run_job, market, second_id, sealed)
+            await trio.to_thread.run_sync(
+                lambda: market.submit_result(
+                    good.account, second_id, served.receipt.output_hash, served.receipt_signature
+                )
+            )
+            await until(daemon.service, lambda: job_of(daemon, second).status is JobStatus.VERIFIED)
+            job = job_of(daemon, second)
+            output = JobFiles(config.node.data_dir, second).output.read_bytes()
+            assert output == b"HELLO ENCLAVE"
+            assert job.output_size == len(output)
+
+            # Job 3: a receipt the provider did not sign is no receipt: nothing claims the
+            # input was delivered, and the plaintext stays until the job ends.
+            good.forge_receipts = True
+            third = await submit(daemon, config, actors.client.address, b"third")
+            await until(daemon.service, lambda: "receipt" in job_of(daemon, third).error)
+            job = job_of(daemon, third)
+            assert job.status is JobStatus.ASSIGNED and not job.receipt
+            assert "not its signature" in job.error, job.error
+            assert JobFiles(config.node.data_dir, third).plaintext.exists()
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
