@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from eth_account import Account
@@ -284,7 +285,9 @@ def make_provider(
 # ---------------------------------------------------------------- the client daemon
 
 
-def client_config(directory: Path, anvil: AnvilNode, market: Market) -> NodeConfig:
+def client_config(
+    directory: Path, anvil: AnvilNode, market: Market, *, allow_sim: bool = True
+) -> NodeConfig:
     # The client's own policy: sim allowed (by [client] allow_sim) but only fresh evidence.
     (directory / "policy.json").write_text(json.dumps({"max_evidence_age_s": 3600}))
     path = directory / "capa.toml"
@@ -309,7 +312,7 @@ port = 0
 listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
 
 [client]
-allow_sim = true
+allow_sim = {"true" if allow_sim else "false"}
 policy_file = "policy.json"
 """
     )
@@ -317,8 +320,6 @@ policy_file = "policy.json"
 
 
 async def keep_mining(url: str, every: float = 0.1) -> None:
-    import httpx
-
     async with httpx.AsyncClient(timeout=5) as http:
         while True:
             await http.post(
@@ -332,6 +333,20 @@ async def until(service: StateService, check: object, timeout: float = 60.0) -> 
     with trio.fail_after(timeout):
         while not check():  # type: ignore[operator]
             seen = await service.wait_for_change(seen)
+
+
+async def listed_offers(daemon: RunningDaemon, config: NodeConfig, expected: set[str]) -> set[str]:
+    token = config.api.token_file.read_text()
+    async with httpx.AsyncClient(
+        base_url=daemon.api_url, headers={"Authorization": f"Bearer {token}"}
+    ) as api:
+        with trio.fail_after(20):
+            while True:
+                rows = (await api.get("/v1/offers")).json()["offers"]
+                listed = {row["provider"] for row in rows}
+                if listed >= expected:
+                    return listed
+                await trio.sleep(0.05)
 
 
 async def submit(daemon: RunningDaemon, config: NodeConfig, client: str, text: bytes) -> StateJobId:
@@ -394,6 +409,9 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             with trio.fail_after(30):
                 while len(client_node.book) < 2:
                     await trio.sleep(0.05)
+            # Each listing heard is a state change, listed by the API.
+            expected = {stale.account.address, good.account.address}
+            assert await listed_offers(daemon, config, expected) == expected
 
             # Job 1: the stale candidate is refused and never sees the input; the good one
             # gets it sealed to its enclave and signs a receipt the client checks.
@@ -462,6 +480,57 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             assert job.status is JobStatus.ASSIGNED and not job.receipt
             assert "not its signature" in job.error, job.error
             assert JobFiles(config.node.data_dir, third).plaintext.exists()
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+
+
+def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, native_sandbox: NativeSandbox
+) -> None:
+    sim_only = make_provider(actors.providers[0], market, native_sandbox, price_per_hour=10**12)
+    sim_only.register(market, actors)
+    config = client_config(tmp_path, anvil, market, allow_sim=False)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            assert daemon.p2p is not None
+            client_node = await daemon.p2p.wait_running()
+            node = sim_only.start_node(market)
+            await nursery.start(node.run)
+            await node.host.connect(client_node.host.listen_addresses()[0])
+            await node.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
+            sim_only.advertise()
+            with trio.fail_after(30):
+                while len(client_node.book) < 1:
+                    await trio.sleep(0.05)
+            # The job would take SGX or sim; this client takes no sim: the scheduler says so.
+            measurement = WasmWorkload(UPPER_WASM.read_bytes()).measure()
+            change = prepare_submission(
+                config.node.data_dir,
+                actors.client.address,
+                "no-sim",
+                Submission("wasm", bytes(measurement), (1 << SIM) | (1 << 1), MAX_PRICE, TIMEOUT_S),
+                b"input",
+                max_input_bytes=config.client.max_input_bytes,
+            )
+            await daemon.service.request(change)
+            await until(
+                daemon.service, lambda: job_of(daemon, change.job_id).status is JobStatus.FAILED
+            )
+            error = job_of(daemon, change.job_id).error
+            assert error.startswith("no provider can take the job: 1 offer:"), error
+            assert "INSECURE SIM" in error, error
+            assert sim_only.quotes == 0 and sim_only.inputs.held_bytes() == 0
             daemon.stop()
             nursery.cancel_scope.cancel()
 
