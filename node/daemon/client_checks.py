@@ -104,6 +104,7 @@ class ProviderChecker:
         except P2PError as exc:
             return _refused(effect, f"evidence not served: {type(exc).__name__}: {exc}")
         change = await self._judge(effect, enclave_key, bundle)
+        # Only a judged key is remembered: a provider unreachable now may answer next time.
         self._verdicts.record(enclave_key, change.accepted, self._ctx.chain_time())
         if change.accepted:
             log.info(

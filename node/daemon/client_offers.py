@@ -52,6 +52,9 @@ _NODE_CHECK_S = 2.0
 # Listings already turned into a state change (a republication repeats its nonce).
 _REMEMBERED = 4096
 _ZERO_MEASUREMENT = "0x" + "00" * 32
+# How long a job waits for a first offer when the book is empty (providers republish every
+# minute); with offers in the book, a job nothing matches fails at once with the reasons.
+EMPTY_BOOK_PATIENCE_S = 75
 
 
 class OfferFeed:
@@ -213,8 +216,18 @@ class ProviderFinder:
         job = self._ctx.service.state.jobs.get(effect.job_id)
         if job is None:
             return None
+        if not self._ctx.p2p.enabled:
+            return sc.ProvidersFound(
+                effect.job_id, effect.attempt, "[]", "p2p is off (p2p.enabled = false): no offers"
+            )
         node = await self._ctx.p2p.node()
-        return self.rank(effect, job, node.book.listings(unix_now()))
+        listings = node.book.listings(unix_now())
+        waited = unix_now() - job.submitted_at
+        if not listings and waited < EMPTY_BOOK_PATIENCE_S:
+            # A daemon just started (or its p2p node just restarted) has heard no offer yet:
+            # providers republish within a minute. Asked again after the runner's pause.
+            raise DaemonError(f"no offer heard yet ({waited} s after submission); waiting")
+        return self.rank(effect, job, listings)
 
     def rank(self, effect: FindProviders, job: Job, listings: list[OfferListing]) -> sc.StateChange:
         now = self._ctx.chain_time() or unix_now()

@@ -25,6 +25,7 @@ import trio
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
+from libp2p.peer.id import ID
 
 from node.chain.anvil import DEV_PRIVATE_KEYS, AnvilNode, run_anvil
 from node.chain.client import ChainClient
@@ -47,10 +48,11 @@ from node.enclave.workloads import WasmWorkload
 from node.keys.identity import create_identity
 from node.p2p.config import GossipParams, P2PConfig
 from node.p2p.evidence_protocol import EvidenceBundle, KeyBindingInputs
-from node.p2p.identity import Multiaddr, NodeIdentity, PeerId
+from node.p2p.identity import Multiaddr, NodeIdentity, PeerId, libp2p_id
 from node.p2p.input_store import MemoryInputStore
 from node.p2p.node import P2PNode, ProviderServices
 from node.p2p.offers import ListingDetails, SignedOffer
+from node.p2p.supervisor import SupervisorPolicy
 from node.p2p.transfer import Announced, SealedResult
 from node.state.model import Job, JobStatus
 from node.state.values import JobId as StateJobId
@@ -531,6 +533,85 @@ def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
             assert error.startswith("no provider can take the job: 1 offer:"), error
             assert "INSECURE SIM" in error, error
             assert sim_only.quotes == 0 and sim_only.inputs.held_bytes() == 0
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+
+
+def _advertiser(market: Market) -> P2PNode:
+    """A peer that only gossips a standing offer (the feed checks nothing on chain)."""
+    config = P2PConfig(
+        chain_id=market.deployment.chain_id,
+        market_address=market.deployment.market,
+        listen_addrs=(Multiaddr("/ip4/127.0.0.1/tcp/0"),),
+        dial_timeout_s=5.0,
+    )
+    return P2PNode(NodeIdentity.generate(), config)
+
+
+def _advertise(node: P2PNode, account: LocalAccount) -> None:
+    offer = Offer(
+        provider=account.address,
+        enclave_key=Account.create().address,
+        tee_kind=SIM,
+        measurement=keccak(b"measurement"),
+        price=10**12,
+        min_duration=60,
+        max_duration=3600,
+        valid_until=int(time.time()) + 3600,
+        request_hash=bytes(32),
+        nonce=1,
+    )
+    details = ListingDetails(cpu_cores=1, memory_mib=1024, tcb_status=TcbStatus.UP_TO_DATE)
+    node.gossip.advertise(offer, details, bytes(account.key))
+
+
+def test_offers_are_still_heard_after_the_p2p_node_restarts(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+) -> None:
+    config = client_config(tmp_path, anvil, market)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(
+                    handle_signals=False,
+                    p2p_policy=SupervisorPolicy(restart_backoff_s=0.2, peer_poll_interval_s=0.2),
+                ),
+            )
+            supervisor = daemon.p2p
+            assert supervisor is not None
+            first = await supervisor.wait_running()
+            before = _advertiser(market)
+            await nursery.start(before.run)
+            await before.host.connect(first.host.listen_addresses()[0])
+            await before.gossip.wait_for_topic_peer(first.peer_id, 10.0)
+            _advertise(before, actors.providers[0])
+            await listed_offers(daemon, config, {actors.providers[0].address})
+
+            # A fault inside py-libp2p takes the node down; the supervisor starts a new one.
+            async def library_bug(peer_id: ID) -> None:
+                raise KeyError(peer_id)
+
+            first.host.libp2p.get_network().manager.run_task(library_bug, libp2p_id(before.peer_id))
+            restarted = await supervisor.wait_running()
+            while restarted is first:
+                await trio.sleep(0.05)
+                restarted = await supervisor.wait_running()
+
+            after = _advertiser(market)
+            await nursery.start(after.run)
+            await after.host.connect(restarted.host.listen_addresses()[0])
+            await after.gossip.wait_for_topic_peer(restarted.peer_id, 10.0)
+            _advertise(after, actors.providers[1])
+            listed = await listed_offers(daemon, config, {actors.providers[1].address})
+            assert actors.providers[1].address in listed
             daemon.stop()
             nursery.cancel_scope.cancel()
 
