@@ -21,6 +21,7 @@ import trio
 from eth_utils.address import to_canonical_address
 
 from node.chain.errors import ChainError
+from node.chain.reader import Contracts
 from node.daemon.client_offers import EvidenceVerdicts
 from node.daemon.errors import DaemonError
 from node.daemon.judging import Judgement, PresentedEvidence, judge
@@ -120,6 +121,19 @@ class ProviderChecker:
             )
         return change
 
+    def _judgement(
+        self, effect: CheckProvider, presented: PresentedEvidence, contracts: Contracts
+    ) -> Judgement:
+        return judge(
+            presented,
+            chain_id=self._ctx.config.chain.chain_id,
+            verifier_contract=contracts.verifier,
+            provider=effect.provider,
+            policy=self._policy,
+            collateral=self._collateral,
+            at=datetime.now(UTC),
+        )
+
     async def _judge(
         self, effect: CheckProvider, enclave_key: str, bundle: EvidenceBundle
     ) -> sc.ProviderChecked:
@@ -152,17 +166,13 @@ class ProviderChecker:
             expires_at=binding.expires_at,
             measurement=binding.measurement,
         )
-        judgement: Judgement = await trio.to_thread.run_sync(
-            lambda: judge(
-                presented,
-                chain_id=self._ctx.config.chain.chain_id,
-                verifier_contract=contracts.verifier,
-                provider=effect.provider,
-                policy=self._policy,
-                collateral=self._collateral,
-                at=datetime.now(UTC),
-            )
-        )
+        try:
+            judgement = await trio.to_thread.run_sync(self._judgement, effect, presented, contracts)
+        except Exception as exc:
+            # proofs/ raises ProofError on anything it refuses; anything else is a bug the
+            # provider's bytes found: still a refusal, never a crash of the effect.
+            log.error("judging evidence of %s failed: %r", effect.provider, exc)
+            return _refused(effect, f"evidence could not be judged: {exc!r}")
         if not judgement.accepted:
             return _refused(effect, f"evidence refused by this client's policy: {judgement.reason}")
         try:

@@ -84,9 +84,19 @@ class OfferFeed:
         for listing in node.book.listings(unix_now()):
             await self._record(listing)
         updates = node.gossip.updates
+        open_channel = True
         while True:
+            received = None
             with trio.move_on_after(_NODE_CHECK_S):
-                received = await updates.receive()
+                if open_channel:
+                    try:
+                        received = await updates.receive()
+                    except (trio.EndOfChannel, trio.ClosedResourceError):
+                        open_channel = False  # that node is going away
+                if not open_channel:
+                    await trio.sleep(_NODE_CHECK_S)
+            if received is not None:
+                # Outside the timeout: a submission waiting on a full queue is not cut short.
                 await self._record(received.listing)
                 continue
             try:

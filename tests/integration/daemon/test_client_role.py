@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,7 +95,7 @@ class Actors:
 @pytest.fixture
 def actors() -> Actors:
     keys = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
-    return Actors(keys[0], keys[2], [keys[1], keys[3]], [keys[5], keys[6], keys[7]])
+    return Actors(keys[0], keys[2], [keys[1], keys[3], keys[4]], [keys[5], keys[6], keys[7]])
 
 
 @pytest.fixture
@@ -386,8 +386,15 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
         evidence_issued=datetime.now(UTC) - timedelta(days=2),
     )
     good = make_provider(actors.providers[1], market, native_sandbox, price_per_hour=10**13)
-    for provider in (stale, good):
+    # The cheapest one serves genuine evidence but claims another HPKE key than the one the
+    # evidence binds: a host that swapped in its own key to read the input.
+    swapper = make_provider(actors.providers[2], market, native_sandbox, price_per_hour=10**11)
+    for provider in (stale, good, swapper):
         provider.register(market, actors)
+    assert swapper.evidence is not None and swapper.evidence.binding is not None
+    swapper.evidence = replace(
+        swapper.evidence, binding=replace(swapper.evidence.binding, hpke_public_key=os.urandom(32))
+    )
     config = client_config(tmp_path, anvil, market)
 
     async def scenario() -> None:
@@ -402,17 +409,17 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             )
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
-            for provider in (stale, good):
+            for provider in (stale, good, swapper):
                 node = provider.start_node(market)
                 await nursery.start(node.run)
                 await node.host.connect(client_node.host.listen_addresses()[0])
                 await node.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
                 provider.advertise()
             with trio.fail_after(30):
-                while len(client_node.book) < 2:
+                while len(client_node.book) < 3:
                     await trio.sleep(0.05)
             # Each listing heard is a state change, listed by the API.
-            expected = {stale.account.address, good.account.address}
+            expected = {p.account.address for p in (stale, good, swapper)}
             assert await listed_offers(daemon, config, expected) == expected
 
             # Job 1: the stale candidate is refused and never sees the input; the good one
@@ -426,8 +433,11 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             assert job.insecure, "a sim enclave's job is recorded as insecure"
             assert stale.account.address in job.tried and "evidence" in job.tried
             assert "older than" in job.tried, job.tried
-            assert stale.quotes == 0 and stale.inputs.held_bytes() == 0
-            assert not stale.receipts_signed
+            assert swapper.account.address in job.tried, job.tried
+            assert "report data does not bind" in job.tried, job.tried
+            for refused in (stale, swapper):
+                assert refused.quotes == 0 and refused.inputs.held_bytes() == 0
+                assert not refused.receipts_signed
             first_id = bytes.fromhex(first[2:])
             assert good.receipts_signed == [first_id]
             assert job.receipt and job.receipt != "0x"
