@@ -159,7 +159,20 @@ async def run_daemon(
         runner = EffectRunner(service, handlers, metrics)
         token = new_token()
         api = ApiServer(
-            ApiApp(DaemonApiBackend(service, store, identity, rpc, watcher), token, metrics),
+            ApiApp(
+                DaemonApiBackend(
+                    service,
+                    store,
+                    identity,
+                    rpc,
+                    watcher,
+                    data_dir=config.node.data_dir,
+                    max_input=config.client.max_input_bytes,
+                ),
+                token,
+                metrics,
+                max_input=config.client.max_input_bytes if me.role is Role.CLIENT else 0,
+            ),
             host=config.api.host,
             port=config.api.port,
             token=token,

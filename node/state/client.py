@@ -278,6 +278,7 @@ def handle_job_matched(me: Identity, view: StateView, change: sc.JobMatched) -> 
         input_hash=change.input_hash,
         spec_hash=change.spec_hash,
         error="",
+        match_tx=change.tx_hash,
     )
     hand_over = SendInput(
         effect_id("input", change.job_id),
@@ -316,7 +317,13 @@ def handle_job_settled(me: Identity, view: StateView, change: sc.JobSettled) -> 
     job = view.get(change.job_id)
     if job is None or job.client != me.address or job.status not in _ON_CHAIN:
         return NO_STEP
-    settled = replace(job, status=JobStatus.SETTLED, output_hash=change.output_hash, error="")
+    settled = replace(
+        job,
+        status=JobStatus.SETTLED,
+        output_hash=change.output_hash,
+        error="",
+        settle_tx=change.tx_hash,
+    )
     assert job.enclave_key is not None and job.input_hash is not None
     fetch = FetchOutput(
         effect_id("output", change.job_id),

@@ -88,6 +88,9 @@ class Job:
     payout: int = 0
     output_sha256: str = ""
     output_size: int = 0
+    # the chain transactions a client shows for its job
+    match_tx: str = ""
+    settle_tx: str = ""
 
 
 def matched_job(change: JobMatched, status: JobStatus) -> Job:

@@ -91,7 +91,7 @@ def test_a_reorg_rolls_back_the_unconfirmed_view_and_never_applies_the_lost_even
             assert not any(lost[2:] in e.body for e in store.view_events())
             recorded = [c.change for c in store.changes_after(0)]
             assert all(getattr(c, "job_id", None) != lost for c in recorded)
-            assert service.state.jobs[kept].status is JobStatus.RUNNING
+            assert service.state.jobs[kept].status is JobStatus.ASSIGNED  # waits for its input
             nursery.cancel_scope.cancel()
         await client.aclose()
 
@@ -116,7 +116,9 @@ def test_rpc_failover_outage_and_recovery(
                 request_timeout=1.0,
             )
             hooks = DaemonHooks(
-                handlers={StartJob: FakeExecutor(market, seeded)}, handle_signals=False
+                handlers={StartJob: FakeExecutor(market, seeded)},
+                handle_signals=False,
+                role_parts=False,
             )
             identity = create_identity(tmp_path / "identity.key")
             daemon: RunningDaemon = await nursery.start(

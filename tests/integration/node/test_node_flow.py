@@ -35,7 +35,7 @@ def test_restart_mid_flow_sends_nothing_twice(
     )
     identity = create_identity(tmp_path / "identity.key")
     executor = FakeExecutor(market, seeded)
-    hooks = DaemonHooks(handlers={StartJob: executor}, handle_signals=False)
+    hooks = DaemonHooks(handlers={StartJob: executor}, handle_signals=False, role_parts=False)
     request = match_job(market, actors, seeded, nonce=1)
     job_id = JobId("0x" + request.job_id(actors.client.address).hex())
     submit = EffectId(f"submitResult:{job_id}")

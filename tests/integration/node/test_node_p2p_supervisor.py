@@ -63,7 +63,7 @@ def test_a_fault_inside_libp2p_restarts_p2p_while_the_daemon_carries_on(
                 config,
                 actors.provider,
                 create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False, p2p_policy=POLICY),
+                DaemonHooks(handle_signals=False, p2p_policy=POLICY, role_parts=False),
             )
             nursery.start_soon(keep_mining, anvil.rpc_url)
             supervisor = daemon.p2p
