@@ -1,7 +1,7 @@
 """The client's components: effect handlers, producers of state changes, p2p services.
 
 node/state/client.py decides; these act. Offers heard on gossip become OfferReceived; a
-submitted job (node/daemon/client_submit.py) is ranked over the live offer book, each
+job submitted through the API (JobSubmitRequested, node/daemon/api_backend.py) is ranked over the live offer book, each
 candidate's evidence is judged under the client's own policy and the chain before anything
 is sent, the input is sealed to the accepted enclave, quoted, matched on chain (the daemon's
 transaction sender), uploaded, and the settled output fetched, checked and opened.
@@ -35,7 +35,6 @@ HANDLED_EFFECTS: frozenset[type[fx.Effect]] = frozenset(
 PRODUCED_CHANGES: frozenset[type[sc.StateChange]] = frozenset(
     {
         sc.OfferReceived,
-        sc.JobSubmitRequested,  # client_submit.prepare_submission, for the API
         sc.ProvidersFound,
         sc.ProviderChecked,
         sc.InputSealed,

@@ -10,6 +10,7 @@ submits the result.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -27,6 +28,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from libp2p.peer.id import ID
 
+from node.api.client import ApiClient
+from node.api.models import SubmitJob
+from node.api.models import WorkloadKindText as ApiWorkload
 from node.chain.anvil import DEV_PRIVATE_KEYS, AnvilNode, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
@@ -35,7 +39,6 @@ from node.chain.market import Market
 from node.chain.typed_data import JobRequest, KeyAttestation, Offer
 from node.config.loader import load_config
 from node.config.model import NodeConfig
-from node.daemon.client_submit import Submission, prepare_submission
 from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
 from node.daemon.job_files import JobFiles
 from node.daemon.state_service import StateService
@@ -56,6 +59,7 @@ from node.p2p.supervisor import SupervisorPolicy
 from node.p2p.transfer import Announced, SealedResult
 from node.state.model import Job, JobStatus
 from node.state.values import JobId as StateJobId
+from node.state.values import to_job_id
 from proofs.receipts import workload_spec_hash
 from scheduler.models import TcbStatus, WorkloadKind
 
@@ -351,19 +355,35 @@ async def listed_offers(daemon: RunningDaemon, config: NodeConfig, expected: set
                 await trio.sleep(0.05)
 
 
-async def submit(daemon: RunningDaemon, config: NodeConfig, client: str, text: bytes) -> StateJobId:
+async def submit(
+    daemon: RunningDaemon, config: NodeConfig, text: bytes, tee_kinds: int = 1 << SIM
+) -> StateJobId:
+    """As `capa job submit` does: stage the input, submit the job, through the API."""
     measurement = WasmWorkload(UPPER_WASM.read_bytes()).measure()
-    change = prepare_submission(
-        config.node.data_dir,
-        client,
-        os.urandom(8).hex(),
-        Submission("wasm", bytes(measurement), 1 << SIM, MAX_PRICE, TIMEOUT_S),
-        text,
-        max_input_bytes=config.client.max_input_bytes,
-    )
-    outcome = await daemon.service.request(change)
-    assert not outcome.rejected, outcome.rejected
-    return change.job_id
+    api = ApiClient(daemon.api_url, config.api.token_file.read_text().strip())
+    try:
+        staged = await trio.to_thread.run_sync(api.stage_input, text)
+        action = SubmitJob(
+            workload=ApiWorkload.WASM,
+            measurement="0x" + bytes(measurement).hex(),
+            input_id=staged.input_id,
+            tee_kinds=tee_kinds,
+            max_price=str(MAX_PRICE),
+            timeout_s=str(TIMEOUT_S),
+        )
+        submitted = await trio.to_thread.run_sync(api.submit, action)
+    finally:
+        api.close()
+    assert not submitted.rejected, submitted.rejected
+    return to_job_id(submitted.job_id)
+
+
+async def output_of(daemon: RunningDaemon, config: NodeConfig, job_id: str) -> bytes:
+    api = ApiClient(daemon.api_url, config.api.token_file.read_text().strip())
+    try:
+        return await trio.to_thread.run_sync(api.output, job_id)
+    finally:
+        api.close()
 
 
 def job_of(daemon: RunningDaemon, job_id: StateJobId) -> Job:
@@ -425,7 +445,7 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             # Job 1: the stale candidate is refused and never sees the input; the good one
             # gets it sealed to its enclave and signs a receipt the client checks.
             plaintext = b"attack at dawn " + os.urandom(8).hex().encode()
-            first = await submit(daemon, config, actors.client.address, plaintext)
+            first = await submit(daemon, config, plaintext)
             await until(daemon.service, lambda: job_of(daemon, first).status is JobStatus.DELIVERED)
             job = job_of(daemon, first)
             assert job.provider == good.account.address
@@ -464,7 +484,7 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             assert not files.output.exists()
 
             # Job 2: served as the enclave sealed it: checked, opened, the plaintext's upper case.
-            second = await submit(daemon, config, actors.client.address, b"hello enclave")
+            second = await submit(daemon, config, b"hello enclave")
             await until(
                 daemon.service, lambda: job_of(daemon, second).status is JobStatus.DELIVERED
             )
@@ -481,12 +501,14 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             job = job_of(daemon, second)
             output = JobFiles(config.node.data_dir, second).output.read_bytes()
             assert output == b"HELLO ENCLAVE"
+            assert await output_of(daemon, config, second) == output
+            assert job.output_sha256 == hashlib.sha256(output).hexdigest()
             assert job.output_size == len(output)
 
             # Job 3: a receipt the provider did not sign is no receipt: nothing claims the
             # input was delivered, and the plaintext stays until the job ends.
             good.forge_receipts = True
-            third = await submit(daemon, config, actors.client.address, b"third")
+            third = await submit(daemon, config, b"third")
             await until(daemon.service, lambda: "receipt" in job_of(daemon, third).error)
             job = job_of(daemon, third)
             assert job.status is JobStatus.ASSIGNED and not job.receipt
@@ -526,20 +548,9 @@ def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
                 while len(client_node.book) < 1:
                     await trio.sleep(0.05)
             # The job would take SGX or sim; this client takes no sim: the scheduler says so.
-            measurement = WasmWorkload(UPPER_WASM.read_bytes()).measure()
-            change = prepare_submission(
-                config.node.data_dir,
-                actors.client.address,
-                "no-sim",
-                Submission("wasm", bytes(measurement), (1 << SIM) | (1 << 1), MAX_PRICE, TIMEOUT_S),
-                b"input",
-                max_input_bytes=config.client.max_input_bytes,
-            )
-            await daemon.service.request(change)
-            await until(
-                daemon.service, lambda: job_of(daemon, change.job_id).status is JobStatus.FAILED
-            )
-            error = job_of(daemon, change.job_id).error
+            job_id = await submit(daemon, config, b"input", (1 << SIM) | (1 << 1))
+            await until(daemon.service, lambda: job_of(daemon, job_id).status is JobStatus.FAILED)
+            error = job_of(daemon, job_id).error
             assert error.startswith("no provider can take the job: 1 offer:"), error
             assert "INSECURE SIM" in error, error
             assert sim_only.quotes == 0 and sim_only.inputs.held_bytes() == 0

@@ -1,5 +1,5 @@
-"""What a client is handed (its policy file, a job submission) is refused with a clear reason,
-and nothing is written for a refused submission."""
+"""A client's policy file: refused with a clear reason naming the file, or kept with sim
+switched by the client's config alone."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.chain.typed_data import job_id_for
 from node.daemon.client_checks import client_policy
-from node.daemon.client_submit import Submission, prepare_submission
 from node.daemon.errors import DaemonError
-from node.daemon.job_files import JobFiles
-
-CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-GOOD = Submission("wasm", bytes(range(32)), 1 << 2, 10**15, 600)
 
 
 def test_the_default_policy_refuses_sim_unless_the_client_allows_it() -> None:
@@ -50,42 +44,3 @@ def test_a_policy_file_is_kept_with_sim_switched_by_the_client_config(tmp_path: 
     policy = client_policy(path, allow_sim=True)
     assert policy.allow_sim and policy.max_evidence_age is not None
     assert policy.max_evidence_age.total_seconds() == 60
-
-
-def test_a_submission_stores_the_plaintext_under_the_job_id(tmp_path: Path) -> None:
-    change = prepare_submission(
-        tmp_path, CLIENT, "r1", GOOD, b"input", max_input_bytes=100, nonce=7
-    )
-    assert change.job_id == "0x" + job_id_for(CLIENT, 7).hex()
-    files = JobFiles(tmp_path, change.job_id)
-    assert files.plaintext.read_bytes() == b"input"
-    assert files.plaintext.stat().st_mode & 0o077 == 0
-    assert change.input_size == 5 and change.measurement == "0x" + bytes(range(32)).hex()
-
-
-@pytest.mark.parametrize(
-    ("submission", "plaintext", "expected"),
-    [
-        (Submission("docker", bytes(32), 4, 1, 1), b"x", "workload kind 'docker'"),
-        (Submission("wasm", bytes(31), 4, 1, 1), b"x", "32 bytes, not 31"),
-        (Submission("wasm", bytes(32), 0, 1, 1), b"x", "names no known kind"),
-        (Submission("wasm", bytes(32), 1 << 9, 1, 1), b"x", "names no known kind"),
-        (Submission("wasm", bytes(32), 4, 0, 1), b"x", "more than 0 wei"),
-        (Submission("wasm", bytes(32), 4, 1, 0), b"x", "at least 1 s"),
-        (GOOD, b"", "input is empty"),
-        (GOOD, b"x" * 101, "more than \\[client\\] max_input_bytes"),
-    ],
-)
-def test_a_bad_submission_is_refused_and_writes_nothing(
-    tmp_path: Path, submission: Submission, plaintext: bytes, expected: str
-) -> None:
-    with pytest.raises(DaemonError, match=expected):
-        prepare_submission(tmp_path, CLIENT, "r", submission, plaintext, max_input_bytes=100)
-    assert not (tmp_path / "jobs").exists()
-
-
-def test_a_second_submission_with_the_same_nonce_is_refused(tmp_path: Path) -> None:
-    prepare_submission(tmp_path, CLIENT, "r1", GOOD, b"one", max_input_bytes=100, nonce=3)
-    with pytest.raises(DaemonError, match="already has files"):
-        prepare_submission(tmp_path, CLIENT, "r2", GOOD, b"two", max_input_bytes=100, nonce=3)
-    assert JobFiles(tmp_path, "0x" + job_id_for(CLIENT, 3).hex()).plaintext.read_bytes() == b"one"
