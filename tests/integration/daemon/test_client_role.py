@@ -99,7 +99,9 @@ class Actors:
 @pytest.fixture
 def actors() -> Actors:
     keys = [Account.from_key(k) for k in DEV_PRIVATE_KEYS]
-    return Actors(keys[0], keys[2], [keys[1], keys[3], keys[4]], [keys[5], keys[6], keys[7]])
+    return Actors(
+        keys[0], keys[2], [keys[1], keys[3], keys[4], keys[8]], [keys[5], keys[6], keys[7]]
+    )
 
 
 @pytest.fixture
@@ -135,6 +137,7 @@ class ProviderPeer:
     node: P2PNode | None = None
     on_chain: Market | None = None
     forge_receipts: bool = False
+    quote_for_key: str | None = None  # quote for another enclave than the one offered
 
     @property
     def measurement(self) -> bytes:
@@ -187,7 +190,7 @@ class ProviderPeer:
         self.quotes += 1
         offer = Offer(
             provider=self.account.address,
-            enclave_key=self.enclave_key,
+            enclave_key=self.quote_for_key or self.enclave_key,
             tee_kind=SIM,
             measurement=self.measurement,
             price=self.price_per_hour * TIMEOUT_S // 3600,
@@ -409,7 +412,10 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
     # The cheapest one serves genuine evidence but claims another HPKE key than the one the
     # evidence binds: a host that swapped in its own key to read the input.
     swapper = make_provider(actors.providers[2], market, native_sandbox, price_per_hour=10**11)
-    for provider in (stale, good, swapper):
+    # The cheapest of all passes the evidence check, then quotes for another enclave key.
+    switcher = make_provider(actors.providers[3], market, native_sandbox, price_per_hour=10**10)
+    switcher.quote_for_key = Account.create().address
+    for provider in (stale, good, swapper, switcher):
         provider.register(market, actors)
     assert swapper.evidence is not None and swapper.evidence.binding is not None
     swapper.evidence = replace(
@@ -429,17 +435,17 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             )
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
-            for provider in (stale, good, swapper):
+            for provider in (stale, good, swapper, switcher):
                 node = provider.start_node(market)
                 await nursery.start(node.run)
                 await node.host.connect(client_node.host.listen_addresses()[0])
                 await node.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
                 provider.advertise()
             with trio.fail_after(30):
-                while len(client_node.book) < 3:
+                while len(client_node.book) < 4:
                     await trio.sleep(0.05)
             # Each listing heard is a state change, listed by the API.
-            expected = {p.account.address for p in (stale, good, swapper)}
+            expected = {p.account.address for p in (stale, good, swapper, switcher)}
             assert await listed_offers(daemon, config, expected) == expected
 
             # Job 1: the stale candidate is refused and never sees the input; the good one
@@ -458,6 +464,8 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
             for refused in (stale, swapper):
                 assert refused.quotes == 0 and refused.inputs.held_bytes() == 0
                 assert not refused.receipts_signed
+            assert f"{switcher.account.address} (quote): quote names enclave" in job.tried
+            assert switcher.quotes == 1 and switcher.inputs.held_bytes() == 0
             first_id = bytes.fromhex(first[2:])
             assert good.receipts_signed == [first_id]
             assert job.receipt and job.receipt != "0x"
