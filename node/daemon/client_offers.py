@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
@@ -24,6 +25,7 @@ from node.state import changes as sc
 from node.state.effects import Effect, FindProviders
 from node.state.model import Job
 from node.state.values import to_address
+from scheduler.constraints import ConstraintFailure, ConstraintKind
 from scheduler.errors import SchedulerError
 from scheduler.matching import OfferIndex
 from scheduler.models import (
@@ -202,6 +204,31 @@ def requirements_of(job: Job, now: int, allow_sim: bool) -> JobRequirements:
 _KNOWN_KINDS = frozenset(int(k) for k in TeeKind)
 
 
+@dataclass(frozen=True)
+class DurationConstraint:
+    """The offer takes jobs as long as this one: matchJob refuses a deadline outside the
+    offer's minimum and maximum duration. (The scheduler's offers carry no durations; the
+    listings they came from do.)"""
+
+    duration_s: int
+    windows: Mapping[tuple[ProviderAddress, int], tuple[int, int]]
+    kind: ClassVar[ConstraintKind] = ConstraintKind.DEADLINE
+
+    def accepts(self, offer: ResourceOffer, now: Timestamp) -> bool:
+        low, high = self.windows.get(offer.key, (0, 2**64))
+        return low <= self.duration_s <= high
+
+    def explain(self, offer: ResourceOffer, now: Timestamp) -> ConstraintFailure:
+        low, high = self.windows.get(offer.key, (0, 2**64))
+        return ConstraintFailure(
+            self.kind,
+            f"{self.duration_s} s",
+            f"{low}-{high} s",
+            f"takes jobs of {low}-{high} s, this one runs {self.duration_s} s",
+            closeness=-abs(self.duration_s - (low if self.duration_s < low else high)),
+        )
+
+
 def _freshest(listings: list[OfferListing]) -> list[OfferListing]:
     """One listing per (provider, nonce), as the scheduler keys offers: the freshest wins."""
     kept: dict[tuple[ProviderAddress, int], OfferListing] = {}
@@ -253,8 +280,13 @@ class ProviderFinder:
                 offers.append(self._verdicts.annotate(listing))
             except SchedulerError as exc:
                 log.info("offer of %s left out: %s", listing.provider, exc)
+        windows = {
+            key: (listing.offer.min_duration, listing.offer.max_duration)
+            for key, listing in by_key.items()
+        }
         index = OfferIndex.build(offers, self._context)
-        result = index.explain(requirements, Timestamp(now))
+        durations = DurationConstraint(requirements.duration_s, windows)
+        result = index.explain(requirements, Timestamp(now), (durations,))
         candidates = []
         for scored in result.ranked:
             listing = by_key[scored.offer.key]

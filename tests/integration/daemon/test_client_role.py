@@ -552,15 +552,22 @@ def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
             await node.host.connect(client_node.host.listen_addresses()[0])
             await node.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
             sim_only.advertise()
+            # An SGX provider that takes jobs of five minutes at most.
+            short = _advertiser(market)
+            await nursery.start(short.run)
+            await short.host.connect(client_node.host.listen_addresses()[0])
+            await short.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
+            _advertise(short, actors.providers[1], tee_kind=1, max_duration=300)
             with trio.fail_after(30):
-                while len(client_node.book) < 1:
+                while len(client_node.book) < 2:
                     await trio.sleep(0.05)
             # The job would take SGX or sim; this client takes no sim: the scheduler says so.
             job_id = await submit(daemon, config, b"input", (1 << SIM) | (1 << 1))
             await until(daemon.service, lambda: job_of(daemon, job_id).status is JobStatus.FAILED)
             error = job_of(daemon, job_id).error
-            assert error.startswith("no provider can take the job: 1 offer:"), error
+            assert error.startswith("no provider can take the job: 2 offers:"), error
             assert "INSECURE SIM" in error, error
+            assert f"takes jobs of 60-300 s, this one runs {TIMEOUT_S} s" in error, error
             assert sim_only.quotes == 0 and sim_only.inputs.held_bytes() == 0
             daemon.stop()
             nursery.cancel_scope.cancel()
@@ -579,15 +586,17 @@ def _advertiser(market: Market) -> P2PNode:
     return P2PNode(NodeIdentity.generate(), config)
 
 
-def _advertise(node: P2PNode, account: LocalAccount) -> None:
+def _advertise(
+    node: P2PNode, account: LocalAccount, *, tee_kind: int = SIM, max_duration: int = 3600
+) -> None:
     offer = Offer(
         provider=account.address,
         enclave_key=Account.create().address,
-        tee_kind=SIM,
+        tee_kind=tee_kind,
         measurement=keccak(b"measurement"),
         price=10**12,
         min_duration=60,
-        max_duration=3600,
+        max_duration=max_duration,
         valid_until=int(time.time()) + 3600,
         request_hash=bytes(32),
         nonce=1,
