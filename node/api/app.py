@@ -205,7 +205,7 @@ def build_api(backend: ApiBackend, metrics: Metrics) -> FastAPI:
         description="The input stays on this machine: the daemon seals it to the enclave it "
         "chooses. Bodies up to the client's `max_input_bytes`.",
         tags=["jobs"],
-        responses=_errors(409, 413, 503),
+        responses=_errors(409, 413, 422, 503),
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -71,6 +71,28 @@ class ChainPosition(BaseModel):
     confirmed_block: int | None = Field(description="The last block the watcher confirmed")
 
 
+class EnclaveKeyView(BaseModel):
+    enclave_key: AddressText
+    workload: str
+    tee_kind: int
+    measurement: Bytes32
+    status: str = Field(description="attesting, registering, registered, refused, retired, expired")
+    expires_at: int = Field(description="Unix time the key's registration ends (0: not yet)")
+    reason: str = Field(description="Why the key was refused, when it was")
+
+
+class ProviderStatus(BaseModel):
+    backend: str = Field(description="The enclave backend (tdx, sev-snp, sgx-gramine, sim)")
+    insecure: bool = Field(description="True for sim: no hardware protects the jobs (INSECURE)")
+    registered: bool = Field(description="The provider is registered in the registry")
+    keys: list[EnclaveKeyView]
+    unspent_earnings: WeiText = Field(description="Payouts since the last withdrawal sent")
+    waiting_for: list[str] = Field(
+        description="Why no job can come yet (not registered, no approved key, ...); empty "
+        "when offers are out"
+    )
+
+
 class NodeStatus(BaseModel):
     version: str
     role: Role
@@ -80,6 +102,7 @@ class NodeStatus(BaseModel):
     jobs: int = Field(description="Jobs in the node's state")
     effects_pending: int = Field(description="Effects recorded and not yet settled")
     chain: ChainPosition
+    provider: ProviderStatus | None = Field(default=None, description="A provider's enclaves")
 
 
 class JobView(BaseModel):

@@ -21,7 +21,9 @@ from node.api.models import (
     CancelJob,
     ChainPosition,
     ClaimTimeout,
+    EnclaveKeyView,
     NodeStatus,
+    ProviderStatus,
     StagedInput,
     SubmitJob,
     SubmittedJob,
@@ -36,7 +38,7 @@ from node.daemon.state_service import StateService
 from node.keys.identity import NodeIdentity
 from node.state import changes as sc
 from node.state.errors import InvalidValue
-from node.state.model import JobStatus
+from node.state.model import JobStatus, KeyStatus
 from node.state.values import to_address, to_hash32, to_job_id
 from node.store.store import Store
 from proofs.claims import TeeKind
@@ -57,7 +59,9 @@ class DaemonApiBackend:
         *,
         data_dir: Path,
         max_input: int = 0,
+        backend: str = "",
     ) -> None:
+        self._backend = backend
         self._data_dir = data_dir
         self._staging = data_dir / "staged"
         self._max_input = max_input
@@ -85,6 +89,41 @@ class DaemonApiBackend:
                 rpc_url=self._rpc.active_url if self._rpc else None,
                 confirmed_block=cursor.number if cursor else None,
             ),
+            provider=self._provider_status() if self.role is Role.PROVIDER else None,
+        )
+
+    def _provider_status(self) -> ProviderStatus:
+        state = self._service.state
+        keys = [
+            EnclaveKeyView(
+                enclave_key=key.enclave_key,
+                workload=key.workload,
+                tee_kind=key.tee_kind,
+                measurement=key.measurement,
+                status=key.status.value,
+                expires_at=key.expires_at,
+                reason=key.reason,
+            )
+            for key in state.keys.values()
+            if key.status is not KeyStatus.RETIRED
+        ]
+        waiting = []
+        if not state.facts.registered:
+            waiting.append(
+                "not registered in the provider registry"
+                + (" (registering)" if state.facts.registering else "")
+            )
+        if not any(k.status is KeyStatus.REGISTERED for k in state.keys.values()):
+            refused = [k.reason for k in state.keys.values() if k.status is KeyStatus.REFUSED]
+            why = f": {'; '.join(refused)}" if refused else ""
+            waiting.append(f"no enclave key registered yet, so no offer is out{why}")
+        return ProviderStatus(
+            backend=self._backend,
+            insecure=self._backend == "sim",
+            registered=state.facts.registered,
+            keys=keys,
+            unspent_earnings=str(state.facts.earned),
+            waiting_for=waiting,
         )
 
     def rows(self, table: str, where: dict[str, str], limit: int) -> list[dict[str, Any]]:

@@ -168,6 +168,7 @@ async def run_daemon(
                     watcher,
                     data_dir=config.node.data_dir,
                     max_input=config.client.max_input_bytes,
+                    backend=config.provider.backend.value,
                 ),
                 token,
                 metrics,
