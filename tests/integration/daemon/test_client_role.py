@@ -654,3 +654,43 @@ def test_offers_are_still_heard_after_the_p2p_node_restarts(
             nursery.cancel_scope.cancel()
 
     trio.run(scenario)
+
+
+def test_a_job_submitted_before_any_offer_is_heard_waits_for_the_first(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+) -> None:
+    config = client_config(tmp_path, anvil, market)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            assert daemon.p2p is not None
+            client_node = await daemon.p2p.wait_running()
+            job_id = await submit(daemon, config, b"input", 1 << 1)
+            # Ranking found an empty book and is asked again, rather than failing the job.
+            registry = daemon.metrics.registry
+            sample = ("capa_effect_failures_total", {"kind": "FindProviders"})
+            with trio.fail_after(20):
+                while (registry.get_sample_value(*sample) or 0) < 1:
+                    await trio.sleep(0.05)
+            assert job_of(daemon, job_id).status is JobStatus.SUBMITTED
+            short = _advertiser(market)
+            await nursery.start(short.run)
+            await short.host.connect(client_node.host.listen_addresses()[0])
+            await short.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
+            _advertise(short, actors.providers[1], tee_kind=1, max_duration=300)
+            await until(daemon.service, lambda: job_of(daemon, job_id).status is JobStatus.FAILED)
+            error = job_of(daemon, job_id).error
+            assert error.startswith("no provider can take the job: 1 offer:"), error
+            assert "takes jobs of 60-300 s" in error, error
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
