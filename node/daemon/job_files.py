@@ -4,7 +4,7 @@
     <data_dir>/jobs/<job id>/output.key     the X25519 key the output is sealed to
     <data_dir>/jobs/<job id>/input.sealed   the input sealed to the chosen enclave
     <data_dir>/jobs/<job id>/output.sealed  the output as the provider served it
-    <data_dir>/jobs/<job id>/output         the opened output
+    <data_dir>/jobs/<job id>/output         the opened output (checked against the chain first)
 
 Plaintext and keys are this user's only (0600 in a 0700 folder). The plaintext input is
 deleted once the sealed input is on its way to the provider it was sealed for: nothing
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from node.enclave.envelope import seal_job_input
-from node.enclave.sealing import public_key_bytes
+from node.enclave.sealing import Direction, open_stream, public_key_bytes
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -94,3 +94,29 @@ class JobFiles:
 
     def forget_plaintext(self) -> None:
         self.plaintext.unlink(missing_ok=True)
+
+    def open_output(self, sealed: bytes) -> tuple[str, int]:
+        """Keep the sealed output as served, open it with the job's output key into `output`;
+        (sha256 hex, size) of the opened output. SealingError when it does not open: then
+        no `output` is left behind."""
+        self.ensure()
+        _write_private(self.sealed_output, sealed)
+        key = self.output_key()
+        digest = hashlib.sha256()
+        size = 0
+        partial = self.output.with_name("output.partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as sink, self.sealed_output.open("rb") as source:
+                job_id = bytes.fromhex(self.job_id[2:])
+                for record in open_stream(key, job_id, Direction.OUTPUT, source):
+                    digest.update(record)
+                    size += len(record)
+                    sink.write(record)
+                sink.flush()
+                os.fsync(sink.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, self.output)
+        return digest.hexdigest(), size
