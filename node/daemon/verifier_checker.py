@@ -161,6 +161,8 @@ class EvidenceChecker:
         )
         for reason in judgement.reasons:
             if reason.startswith("report data does not bind"):
+                if block is None:
+                    continue  # no nonce to bind: said above already
                 # The report data is a hash: say what this verifier hashed, so the provider's
                 # operator can find which input differs.
                 reason += (
