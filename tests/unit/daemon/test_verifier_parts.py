@@ -10,7 +10,8 @@ import pytest
 
 from node.config.errors import ConfigError
 from node.config.loader import load_config
-from node.config.model import VerifierSection
+from node.config.model import Role, VerifierSection
+from node.config.template import render_config
 from node.daemon.errors import DaemonError
 from node.daemon.verifier_checks import (
     NonceBlock,
@@ -192,3 +193,17 @@ def test_freshness_names_every_problem() -> None:
 def test_one_id_per_distinct_request() -> None:
     assert request_id_for(request()) == request_id_for(request())
     assert request_id_for(request()) != request_id_for(request(evidence=b"{ }"))
+
+
+def test_the_verifier_section_capa_init_writes_says_the_defaults(tmp_path: Path) -> None:
+    written = render_config(
+        Role.VERIFIER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
+    )
+    assert "[verifier]" in written
+    path = tmp_path / "capa.toml"
+    path.write_text(written)
+    with_section = load_config(path, env={}).verifier
+    path.write_text(written.split("[verifier]")[0])
+    assert load_config(path, env={}).verifier == with_section
+    assert with_section.allow_sim is False and with_section.policy_file is None
+    assert load_config(path, env={"CAPA_VERIFIER_ALLOW_SIM": "true"}).verifier.allow_sim
