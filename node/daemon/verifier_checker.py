@@ -99,12 +99,12 @@ class EvidenceChecker:
         if decision.accepted:
             log.log(
                 logging.WARNING if decision.insecure else logging.INFO,
-                "approved%s key %s of provider %s (request %s, peer %s)",
-                " INSECURE sim" if decision.insecure else "",
+                "approved key %s of provider %s (request %s, peer %s)%s",
                 att.enclave_key,
                 att.provider,
                 effect.request_id,
                 held.peer_id,
+                f": {decision.reason}" if decision.insecure else "",
             )
         else:
             log.info(
@@ -177,7 +177,14 @@ class EvidenceChecker:
             return Decision(False, tuple(reasons), insecure=judgement.insecure)
         digest = attestation_digest(chain_id, contracts.verifier, att)
         signature = sign_digest(bytes(self._ctx.account.key), digest)
-        return Decision(True, (), signature, insecure=judgement.insecure)
+        if judgement.insecure:
+            claims = judgement.claims
+            what = claims.not_hardware if claims is not None and claims.not_hardware else "sim"
+            # No simulated result is presented as real: the row and the answer say so.
+            return Decision(
+                True, (f"accepted INSECURE {what} evidence, not hardware",), signature, True
+            )
+        return Decision(True, (), signature)
 
     async def _nonce_block(self, number: int) -> NonceBlock | None:
         block = await self._ctx.rpc.call("eth_getBlockByNumber", [hex(number), False])

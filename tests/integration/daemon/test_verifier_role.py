@@ -296,6 +296,8 @@ def test_with_allow_sim_the_signature_registers_the_key_on_chain(
             answers.append(await session.ask(request))
             (row,) = await session.approvals()
             assert row["status"] == "approved"
+            # Approved, and never shown as hardware.
+            assert row["reason"] == "accepted INSECURE sim evidence, not hardware"
             assert row["signature"] == "0x" + answers[0].signature.hex()
         # Restarted on the same data: the same request gets the recorded decision, no
         # second check, no second row.
@@ -309,7 +311,8 @@ def test_with_allow_sim_the_signature_registers_the_key_on_chain(
     first, again = answers
     assert first.approved, first.reason
     assert again == first
-    assert "INSECURE" in caplog.text
+    assert first.reason == "accepted INSECURE sim evidence, not hardware"
+    assert "INSECURE: verifier.allow_sim = true" in caplog.text
     digest = attestation_digest(devnet.anvil.chain_id, devnet.market.deployment.verifier, att)
     assert recover_signer(digest, first.signature) == devnet.verifier.address
     assert f"verifier {devnet.verifier.address} is in the committee" in caplog.text
