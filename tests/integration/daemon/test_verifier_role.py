@@ -421,3 +421,47 @@ def test_each_peer_is_rate_limited_on_its_own(
             assert len(keys) == 3
 
     trio.run(scenario)
+
+
+def test_real_hardware_evidence_is_verified_with_offline_collateral_and_judged(
+    tmp_path: Path, devnet: Devnet
+) -> None:
+    """A captured SEV-SNP report (tests/data/attestation/snp-1, from google/go-sev-guest)
+    with its VCEK as the offline collateral: genuine, so the refusal lists what the
+    production policy and the binding find wrong with it, not a verification failure."""
+    case = REPO / "tests" / "data" / "attestation" / "snp-1"
+    report = (case / "report.bin").read_bytes()
+    number, _, timestamp = devnet.fresh_block()
+    request = ApprovalRequest(
+        tee_kind=int(TeeKind.SEV_SNP),
+        evidence=report,
+        collateral_location="",
+        hpke_public_key=bytes(32),
+        nonce_block=number,
+        attestation=KeyAttestation(
+            provider=devnet.provider.address,
+            enclave_key=Account.create().address,
+            tee_kind=int(TeeKind.SEV_SNP),
+            measurement=report[0x90:0xC0],  # the report's MEASUREMENT field
+            tcb_status=int(TcbStatus.UP_TO_DATE),
+            evidence_hash=keccak(report),
+            expires_at=timestamp + 86400,
+        ),
+    )
+
+    async def scenario() -> None:
+        async with verifier_session(
+            tmp_path, devnet, devnet.verifier, collateral_dir=str(case)
+        ) as session:
+            answer = await session.ask(request)
+            assert not answer.approved and answer.signature == b""
+            assert "NOT verified" not in answer.reason
+            assert "evidence measures" not in answer.reason
+            for expected in (
+                "debug mode is enabled",
+                "AMD certificate revocation was not checked",
+                "report data does not bind",
+            ):
+                assert expected in answer.reason, answer.reason
+
+    trio.run(scenario)
