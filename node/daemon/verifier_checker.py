@@ -144,21 +144,7 @@ class EvidenceChecker:
             expires_at=att.expires_at,
             measurement=att.measurement,
         )
-        judgement: Judgement = await trio.to_thread.run_sync(
-            partial(
-                judge,
-                presented,
-                chain_id=chain_id,
-                verifier_contract=contracts.verifier,
-                provider=att.provider,
-                policy=self._rules.policy,
-                collateral=self._collateral.source,
-                at=datetime.now(UTC),
-                ocsp=self._collateral.ocsp,
-                rim=self._collateral.rim,
-            ),
-            limiter=self._proofs,
-        )
+        judgement = await self._judge(presented, chain_id, contracts.verifier, att.provider)
         for reason in judgement.reasons:
             if reason.startswith("report data does not bind"):
                 if block is None:
@@ -185,6 +171,33 @@ class EvidenceChecker:
                 True, (f"accepted INSECURE {what} evidence, not hardware",), signature, True
             )
         return Decision(True, (), signature)
+
+    async def _judge(
+        self, presented: PresentedEvidence, chain_id: int, verifier: str, provider: str
+    ) -> Judgement:
+        """judge() in a worker thread (parsing, signatures, collateral over the network)."""
+        try:
+            judgement: Judgement = await trio.to_thread.run_sync(
+                partial(
+                    judge,
+                    presented,
+                    chain_id=chain_id,
+                    verifier_contract=verifier,
+                    provider=provider,
+                    policy=self._rules.policy,
+                    collateral=self._collateral.source,
+                    at=datetime.now(UTC),
+                    ocsp=self._collateral.ocsp,
+                    rim=self._collateral.rim,
+                ),
+                limiter=self._proofs,
+            )
+        except Exception as exc:
+            # judge() answers every ProofError itself; anything else is a fault on hostile
+            # bytes. Refused (with the fault named) rather than retried forever.
+            log.exception("judging evidence failed unexpectedly")
+            return Judgement(False, (f"evidence could not be judged: {type(exc).__name__}",), None)
+        return judgement
 
     async def _nonce_block(self, number: int) -> NonceBlock | None:
         block = await self._ctx.rpc.call("eth_getBlockByNumber", [hex(number), False])

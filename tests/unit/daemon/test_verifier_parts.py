@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import pytest
+import trio
 
 from node.config.errors import ConfigError
 from node.config.loader import load_config
 from node.config.model import Role, VerifierSection
 from node.config.template import render_config
 from node.daemon.errors import DaemonError
+from node.daemon.judging import PresentedEvidence
+from node.daemon.verifier_checker import Collateral, EvidenceChecker
 from node.daemon.verifier_checks import (
     NonceBlock,
     VerifierRules,
@@ -23,9 +27,11 @@ from node.daemon.verifier_checks import (
 from node.daemon.verifier_requests import HeldRequest, HeldRequests, RequestsFull
 from node.daemon.verifier_responder import PeerRateLimit
 from node.daemon.verifier_role import collateral_for
+from node.daemon.wiring import NodeContext
 from node.p2p.approve_protocol import ApprovalRequest
 from node.state.values import Hash32
 from proofs.collateral_directory import CollateralDirectory
+from proofs.collateral_source import CollateralSource
 from proofs.policy import Policy
 from proofs.receipts import KeyAttestation
 
@@ -207,3 +213,32 @@ def test_the_verifier_section_capa_init_writes_says_the_defaults(tmp_path: Path)
     assert load_config(path, env={}).verifier == with_section
     assert with_section.allow_sim is False and with_section.policy_file is None
     assert load_config(path, env={"CAPA_VERIFIER_ALLOW_SIM": "true"}).verifier.allow_sim
+
+
+class _BrokenSource:
+    """A collateral source with a fault no ProofError describes."""
+
+    def intel_collateral(self, request: object, at: object) -> object:
+        raise RuntimeError("a bug, not a proof failure")
+
+    def amd_collateral(self, request: object, at: object) -> object:
+        raise RuntimeError("a bug, not a proof failure")
+
+    def cca_trust_anchors(self, at: object) -> object:
+        raise RuntimeError("a bug, not a proof failure")
+
+
+def test_an_unexpected_fault_while_judging_is_a_refusal_not_an_endless_retry(
+    tmp_path: Path,
+) -> None:
+    quote = (Path(__file__).resolve().parents[2] / "data/attestation/tdx-1/quote.bin").read_bytes()
+    checker = EvidenceChecker(
+        cast(NodeContext, None),
+        load_rules(section(tmp_path)),
+        HeldRequests(tmp_path),
+        Collateral(cast(CollateralSource, _BrokenSource())),
+    )
+    presented = PresentedEvidence(2, quote, ADDRESS, bytes(32), bytes(32), 2**40, bytes(48))
+    judgement = trio.run(checker._judge, presented, 1, ADDRESS, ADDRESS)
+    assert not judgement.accepted
+    assert judgement.reasons == ("evidence could not be judged: RuntimeError",)
