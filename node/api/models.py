@@ -179,6 +179,8 @@ class ApprovalView(BaseModel):
     enclave_key: AddressText
     reason: str
     updated_seq: int
+    peer_id: str  # who asked
+    signature: str  # the KeyAttestation signature when approved, "" otherwise
 
 
 class JobList(BaseModel):

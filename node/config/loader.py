@@ -125,6 +125,12 @@ def _optional_address(value: Any, from_env: bool) -> Address | None:
     return to_address(value.strip())
 
 
+def _http_url(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+[^\s]*$", value.strip()):
+        raise _Invalid
+    return value.strip().rstrip("/")
+
+
 def _rpc_urls(value: Any, from_env: bool) -> tuple[str, ...]:
     if from_env and isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
@@ -316,6 +322,13 @@ SCHEMA: dict[str, dict[str, _Setting]] = {
         "policy_file": _Setting(_optional_path, 'a policy file path or "" (default policy)', ""),
         "allow_sim": _Setting(_bool, "true or false (true approves INSECURE sim enclaves)", False),
         "collateral_dir": _Setting(_optional_path, 'a collateral directory or ""', ""),
+        "pcs_url": _Setting(
+            _http_url,
+            "an http(s) URL of Intel PCS or a PCCS",
+            "https://api.trustedservices.intel.com",
+        ),
+        "kds_url": _Setting(_http_url, "an http(s) URL of AMD KDS", "https://kdsintf.amd.com"),
+        "collateral_cache_dir": _Setting(_text, "a directory path", "collateral-cache"),
         "max_key_ttl": _Setting(_int(600), "a number of seconds >= 600", 30 * 86400),
         "max_nonce_age": _Setting(_int(10), "a number of seconds >= 10", 900),
         "requests_per_minute": _Setting(_int(1), "a number >= 1", 30),
@@ -431,6 +444,9 @@ def _verifier(values: dict[str, Any], data_dir: Path) -> VerifierSection:
         policy_file=_resolve_path(policy, data_dir) if policy else None,
         allow_sim=values["allow_sim"],
         collateral_dir=_resolve_path(collateral, data_dir) if collateral else None,
+        pcs_url=values["pcs_url"],
+        kds_url=values["kds_url"],
+        collateral_cache_dir=_resolve_path(values["collateral_cache_dir"], data_dir),
         max_key_ttl=values["max_key_ttl"],
         max_nonce_age=values["max_nonce_age"],
         requests_per_minute=values["requests_per_minute"],

@@ -118,7 +118,10 @@ class ClientSection:
 class VerifierSection:
     policy_file: Path | None
     allow_sim: bool
-    collateral_dir: Path | None  # offline PCS/KDS collateral; None: sim and GPU evidence only
+    collateral_dir: Path | None  # offline PCS/KDS collateral; None: the live services below
+    pcs_url: str  # Intel PCS, or a PCCS speaking its v4 API
+    kds_url: str  # AMD KDS
+    collateral_cache_dir: Path  # what the live services answered, kept until it expires
     max_key_ttl: int
     max_nonce_age: int  # seconds a binding's block may be old
     requests_per_minute: int  # per peer

@@ -26,6 +26,42 @@ def render_config(
     start_block: int = 0,
 ) -> str:
     urls = ", ".join(_toml_string(u) for u in rpc_urls)
+    return _common_sections(role, urls, chain_id, market, api_port, data_dir, start_block) + (
+        _VERIFIER_SECTION if role is Role.VERIFIER else ""
+    )
+
+
+_VERIFIER_SECTION = """
+[verifier]
+# Judges providers' evidence before signing their keys' KeyAttestation (/capa/approve/1).
+# A policy file (JSON, as `capa attest verify --policy`); "" is the production policy:
+# hardware kinds only, no debug, TCB SWHardeningNeeded or better, revocation checked.
+policy_file = ""
+# true approves INSECURE sim enclaves (not hardware): devnets only.
+allow_sim = false
+# Offline collateral (a directory of PCS/KDS files) instead of the live services below.
+collateral_dir = ""
+# Intel PCS (or your PCCS, same v4 API) and AMD KDS; their answers are cached here.
+pcs_url = "https://api.trustedservices.intel.com"
+kds_url = "https://kdsintf.amd.com"
+collateral_cache_dir = "collateral-cache"
+# The longest a key may live from now, and the oldest block a binding's nonce may be.
+max_key_ttl = 2592000
+max_nonce_age = 900
+# Approval requests one peer may make a minute.
+requests_per_minute = 30
+"""
+
+
+def _common_sections(
+    role: Role,
+    urls: str,
+    chain_id: int,
+    market: str,
+    api_port: int,
+    data_dir: str,
+    start_block: int,
+) -> str:
     return f"""\
 # CapaCloud node configuration, written by `capa init`.
 # Every key can be overridden from the environment as CAPA_<SECTION>_<KEY>,

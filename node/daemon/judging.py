@@ -16,6 +16,7 @@ from proofs.claims import Claims
 from proofs.collateral_source import CollateralSource
 from proofs.errors import ProofError
 from proofs.evidence import verify_evidence
+from proofs.nvidia_collateral import OcspResponder, RimSource
 from proofs.policy import Policy, evaluate
 
 
@@ -56,10 +57,14 @@ def judge(
     policy: Policy,
     collateral: CollateralSource,
     at: datetime | None = None,
+    ocsp: OcspResponder | None = None,
+    rim: RimSource | None = None,
 ) -> Judgement:
+    """`ocsp` and `rim` serve GPU evidence (without them its revocation and reference
+    measurements are unchecked, which the production policy refuses)."""
     at = at or datetime.now(UTC)
     try:
-        verified = verify_evidence(presented.evidence, collateral, at)
+        verified = verify_evidence(presented.evidence, collateral, at, ocsp=ocsp, rim=rim)
     except ProofError as exc:
         return Judgement(False, (f"evidence NOT verified: {exc}",), None)
     claims = verified.claims
