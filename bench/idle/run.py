@@ -30,7 +30,7 @@ from node.chain.anvil import DEV_PRIVATE_KEYS, run_anvil
 from node.chain.client import ChainClient
 from node.chain.deploy import MarketConfig, deploy_market
 from node.cli.init import init_node
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 GOAL_RSS_MB = 150.0
 GOAL_CPU_PERCENT = 1.0
@@ -105,6 +105,7 @@ def main() -> None:
             directory,
             Role.PROVIDER,
             PASSWORD,
+            backend=Backend.SIM,
             rpc_urls=[anvil.rpc_url],
             chain_id=anvil.chain_id,
             market=deployment.market,

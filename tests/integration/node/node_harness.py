@@ -133,6 +133,9 @@ port = 0
 [p2p]
 # Any free port on loopback: tests run several daemons on one machine.
 listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
+
+[provider]
+backend = "sim"
 """
     )
     return load_config(path, env={})

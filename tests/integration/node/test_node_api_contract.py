@@ -30,7 +30,7 @@ from node.chain.anvil import AnvilNode
 from node.chain.market import Market
 from node.chain.typed_data import JobRequest
 from node.cli.init import init_node
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 PASSWORD = "schemathesis password"
 EXAMPLES = 75  # per operation and phase
@@ -59,6 +59,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         tmp_path / "node",
         Role.PROVIDER,
         PASSWORD,
+        backend=Backend.SIM,
         rpc_urls=[anvil.rpc_url],
         chain_id=anvil.chain_id,
         market=market.deployment.market,

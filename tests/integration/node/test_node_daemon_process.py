@@ -25,7 +25,7 @@ from node.api.models import ActionOutcome
 from node.chain.anvil import AnvilNode
 from node.chain.market import Market
 from node.cli.init import init_node
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 PASSWORD = "correct horse battery staple"
 
@@ -38,6 +38,7 @@ def test_init_run_query_and_stop_on_signal(
         tmp_path,
         Role.PROVIDER,
         PASSWORD,
+        backend=Backend.SIM,
         rpc_urls=[anvil.rpc_url],
         chain_id=31337,
         market=market.deployment.market,

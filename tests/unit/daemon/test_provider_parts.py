@@ -35,6 +35,7 @@ rpc_urls = ["http://127.0.0.1:8545"]
 chain_id = 31337
 
 [provider]
+backend = "sim"
 {provider}
 """
     )
