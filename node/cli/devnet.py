@@ -59,7 +59,7 @@ def up(
     threshold: Annotated[
         int | None,
         typer.Option(
-            "--threshold", min=1, help="Signatures a key needs [default: every verifier's]."
+            "--threshold", min=1, help="Signatures a key needs (default: every verifier's)."
         ),
     ] = None,
     onnx: Annotated[
@@ -74,6 +74,13 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1, help="Seconds each stage may take to be ready.")
     ] = 180.0,
+    wait_offers: Annotated[
+        bool,
+        typer.Option(
+            "--wait-offers/--no-wait-offers",
+            help="Return only once the client sees an offer of every provider.",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Start anvil, deploy and govern the contracts, start every node; return when all are
@@ -90,6 +97,7 @@ def up(
             threshold=threshold,
             onnx_models=models,
             ready_timeout=timeout,
+            wait_offers=wait_offers,
         )
         try:
             devnet = Devnet.up(
@@ -195,7 +203,7 @@ def logs(
             "--lines",
             "-n",
             min=1,
-            help="Only the last N lines [default: all of one node's log; 20 of each without NODE].",
+            help="Only the last N lines (default: all of one node's log; 20 of each without NODE).",
         ),
     ] = None,
 ) -> None:

@@ -17,6 +17,7 @@ it should be, and the p2p port accepts connections.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -37,6 +38,8 @@ from node.api.client import ApiClient
 from node.api.discovery import url_file_for
 from node.api.errors import ApiError
 from node.api.models import NodeStatus
+from node.config.errors import ConfigError
+from node.config.loader import load_config
 from node.config.model import Role
 from node.devnet.chain import SIM_TCB_FLOOR, Workload, deploy_devnet, start_anvil
 from node.devnet.errors import DevnetError, DevnetMissing, DevnetRunning, NodeFailed
@@ -92,6 +95,8 @@ class DevnetOptions:
     confirmations: int = 1
     poll_interval: float = 0.25
     ready_timeout: float = 180.0
+    # `up` returns once the client's offer book holds an offer of every provider.
+    wait_offers: bool = True
     stop_grace: float = 10.0
     scrypt_n: int = 2**10  # the password sits beside the keystore: strength buys nothing
     log_level: str = "info"
@@ -106,6 +111,15 @@ class DevnetOptions:
         return wasm + onnx
 
     def check(self) -> None:
+        known = {role.value for role in Role} | {name for name, _ in node_names(self)}
+        unknown = sorted(set(self.settings) - known)
+        if unknown:
+            raise DevnetError(
+                f"settings for {', '.join(unknown)}: no such role or node in this devnet "
+                f"({', '.join(sorted(known))})"
+            )
+        if self.block_time <= 0 or self.ready_timeout <= 0 or self.stop_grace < 0:
+            raise DevnetError("block_time and ready_timeout must be > 0, stop_grace >= 0")
         if self.verifiers < 1:
             raise DevnetError("a devnet needs at least one verifier (the committee and bootstrap)")
         if self.providers < 0:
@@ -221,6 +235,21 @@ class NodeHandle:
     def api(self) -> ApiClient:
         return ApiClient.from_token_file(self.record.token_file)
 
+    def get(self, path: str) -> Any:
+        """GET a path of the node's API with its current token; the JSON answer."""
+        if self.api_url is None:
+            raise DevnetError(f"{self.name} has not published its API yet")
+        try:
+            answer = httpx.get(
+                self.api_url + path,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=5.0,
+            )
+            answer.raise_for_status()
+            return answer.json()
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            raise DevnetError(f"{self.name}: GET {path}: {exc}") from exc
+
     def status(self) -> NodeStatus:
         client = self.api()
         try:
@@ -331,12 +360,11 @@ class Devnet:
         self._save(replace(self.state, anvil=anvil, rpc_url=rpc_url))
         progress(f"anvil listening at {rpc_url} (pid {anvil.pid})")
         names = node_names(options)
-        ports = free_ports(len(names))
-        for (name, role), port in zip(names, ports, strict=True):
+        for name, role in names:
             keys = create_node_keys(directory / name, scrypt_n=options.scrypt_n)
             self._save(
                 self.state.with_node(
-                    NodeRecord(name, role, directory / name, keys.address, keys.peer_id, port)
+                    NodeRecord(name, role, directory / name, keys.address, keys.peer_id, 0)
                 )
             )
         served = options.served()
@@ -356,6 +384,10 @@ class Devnet:
                 contracts={name: record.address for name, record in manifest.contracts.items()},
             )
         )
+        # Chosen as late as possible: a port is only free until someone else takes it.
+        ports = free_ports(len(self.state.nodes))
+        for node, port in zip(self.state.nodes, ports, strict=True):
+            self._save(self.state.with_node(replace(node, p2p_port=port)))
         verifiers = [n for n in self.state.nodes if n.role is Role.VERIFIER]
         bootstrap = verifiers[0]
         for node in self.state.nodes:
@@ -389,6 +421,10 @@ class Devnet:
             progress(f"starting {', '.join(stage)}")
             self.start_nodes(stage)
             progress(f"ready: {', '.join(stage)}")
+        if options.wait_offers and self.providers:
+            progress("waiting until the client sees an offer of every provider")
+            self.wait_for_offers()
+            progress("the client sees an offer of every provider")
 
     def _role_settings(
         self, role: Role, served: Sequence[Workload], verifiers: Sequence[NodeRecord]
@@ -450,7 +486,7 @@ class Devnet:
             reason = "exited during start-up" + (f" with status {code}" if code is not None else "")
             raise NodeFailed(name, reason, log_tail(record.log, LOG_TAIL_LINES))
         answer = _status_answer(record)
-        if answer is not None and _p2p_listening(record.p2p_port):
+        if answer is not None and (not _p2p_enabled(record) or _p2p_listening(record.p2p_port)):
             if answer.peer_id != record.peer_id or answer.role is not record.role:
                 raise NodeFailed(
                     name,
@@ -466,6 +502,52 @@ class Devnet:
                 log_tail(record.log, LOG_TAIL_LINES),
             )
         return None
+
+    def wait_for_offers(
+        self, providers: Sequence[NodeHandle] | None = None, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Wait until the client's offer book (/v1/offers) holds an offer of each of these
+        providers (default: all); returns the offers. A node that dies meanwhile, or a
+        provider whose offer does not arrive in time, is NodeFailed with its log."""
+        wanted = {
+            p.address.lower(): p for p in (self.providers if providers is None else providers)
+        }
+        deadline = time.monotonic() + (timeout or self.options.ready_timeout)
+        while True:
+            self.check_running()
+            offers: list[dict[str, Any]] = []
+            # The client's API busy or restarting: ask again on the next round.
+            with contextlib.suppress(DevnetError, KeyError, TypeError):
+                offers = list(self.client.get("/v1/offers")["offers"])
+            seen = {str(o.get("provider", "")).lower() for o in offers}
+            missing = [p for address, p in wanted.items() if address not in seen]
+            if not missing:
+                return offers
+            if time.monotonic() >= deadline:
+                first = missing[0]
+                raise NodeFailed(
+                    first.name,
+                    f"has no offer in the client's offer book after "
+                    f"{timeout or self.options.ready_timeout:.0f} s"
+                    + (
+                        f" (nor have {', '.join(p.name for p in missing[1:])})"
+                        if missing[1:]
+                        else ""
+                    ),
+                    first.log_tail(),
+                )
+            time.sleep(0.2)
+
+    def check_running(self) -> None:
+        """NodeFailed, with its log, for the first started node that is no longer running."""
+        for node in self.nodes:
+            child = self.children.get(node.name)
+            if child is not None:
+                child.poll()
+            if node.pid is not None and not node.running:
+                code = child.returncode if child is not None else None
+                status = f" with status {code}" if code is not None else ""
+                raise NodeFailed(node.name, f"exited{status}", node.log_tail())
 
     # ------------------------------------------------------------------ views
 
@@ -596,6 +678,13 @@ def _status_answer(record: NodeRecord) -> NodeStatus | None:
         return None
     finally:
         client.close()
+
+
+def _p2p_enabled(record: NodeRecord) -> bool:
+    try:
+        return load_config(record.config, env={}).p2p.enabled
+    except ConfigError as exc:
+        raise DevnetError(f"{record.name}: {exc}") from exc
 
 
 def _p2p_listening(port: int) -> bool:

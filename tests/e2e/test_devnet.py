@@ -150,6 +150,8 @@ def test_api_kill_9_and_restart_keep_identity_and_store(tmp_path: Path) -> None:
         assert first_pid is not None and client.running
         client.kill()
         assert not client.running and not _alive(first_pid)
+        with pytest.raises(NodeFailed, match="client exited"):
+            net.check_running()
         # Its neighbours are untouched.
         assert all(v.running for v in net.verifiers)
         client.restart()
@@ -159,6 +161,11 @@ def test_api_kill_9_and_restart_keep_identity_and_store(tmp_path: Path) -> None:
         # The same store: nothing recorded before the crash was lost.
         assert after.state_seq >= before.state_seq
         assert load_state(net.directory).node("client").process.pid == client.pid  # type: ignore[union-attr]
+        # A node whose offer never reaches the client is named, with its log; a verifier
+        # stands in for a provider that never publishes.
+        with pytest.raises(NodeFailed, match="verifier-1 has no offer") as late:
+            net.wait_for_offers([net.node("verifier-1")], timeout=2)
+        assert late.value.log_tail
         pids = [process.pid for _, process in net.state.processes()]
     assert not [pid for pid in pids if _alive(pid)]
 

@@ -29,7 +29,7 @@ from node.devnet.processes import (
     stop_all,
 )
 from node.devnet.state import DevnetState, NodeRecord, load_state
-from node.enclave.workloads import WasmWorkload
+from node.enclave.workloads import OnnxWorkload, WasmWorkload
 
 PEER = "12D3KooWAKoDc2J1jWYRusDGMWUJ9m5nE49WAQgyjw2sLEJRF94X"
 
@@ -136,6 +136,11 @@ def test_state_file_round_trip_and_every_way_it_can_be_wrong(tmp_path: Path) -> 
         (DevnetOptions(verifiers=0), "at least one verifier"),
         (DevnetOptions(verifiers=2, threshold=3), "threshold 3: expected 1 to 2"),
         (DevnetOptions(providers=-1), "cannot be negative"),
+        (DevnetOptions(block_time=0), "block_time"),
+        (
+            DevnetOptions(providers=2, settings={"provider-3": {"p2p": {"enabled": False}}}),
+            "settings for provider-3: no such role or node",
+        ),
         (
             DevnetOptions(workloads=(Workload("a", "wasm", Path("x.wasm")),) * 2),
             "two workloads share a name",
@@ -167,6 +172,11 @@ def test_served_workloads_are_measured_as_the_node_measures_them(tmp_path: Path)
         assert workload.measure() == WasmWorkload(data).measure()
     with pytest.raises(DevnetError, match="cannot be read"):
         Workload("gone", "wasm", tmp_path / "gone.wasm").measure()
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"an onnx model's bytes")
+    onnx = DevnetOptions(workloads=(), onnx_models=(model,)).served()
+    assert onnx == (Workload("model", "onnx", model),)
+    assert onnx[0].measure() == OnnxWorkload(model.read_bytes()).measure()
     (tmp_path / "x.bin").write_bytes(b"\0asm")
     with pytest.raises(DevnetError, match="is not wasm or onnx"):
         Workload("x", "exec", tmp_path / "x.bin").measure()
