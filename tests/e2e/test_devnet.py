@@ -13,11 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from eth_utils.address import to_checksum_address
+from typer.testing import CliRunner
 
 from node.chain.client import ChainClient
 from node.chain.manifest import read_manifest
 from node.chain.market import Market
+from node.cli.main import app
 from node.config.loader import load_config
 from node.devnet.chain import SIM
 from node.devnet.errors import NodeFailed
@@ -31,7 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 CAPA = [sys.executable, "-c", "from node.cli.main import main; main()"]
 
 
-def capa(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def capa_process(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`capa` as its own process: the daemons `up` starts must outlive it."""
     return subprocess.run(
         [*CAPA, *args],
         cwd=REPO,
@@ -40,6 +44,11 @@ def capa(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         env={**node_environment(), "COLUMNS": "200"},
     )
+
+
+def capa(*args: str) -> Result:
+    """`capa` in this process, for the commands that only read the state file and ask."""
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 def _pids(directory: Path) -> dict[str, int]:
@@ -57,7 +66,7 @@ def _alive(pid: int) -> bool:
 
 def test_cli_up_status_logs_refuses_a_second_up_and_down_leaves_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "net"
-    up = capa(
+    up = capa_process(
         "devnet", "up", "--dir", str(directory), "--providers", "0", "--verifiers", "2", "--json"
     )
     try:
@@ -105,7 +114,7 @@ def test_cli_up_status_logs_refuses_a_second_up_and_down_leaves_nothing(tmp_path
         )
 
         status = capa("devnet", "status", "--dir", str(directory), "--json")
-        assert status.returncode == 0, status.stderr
+        assert status.exit_code == 0, status.stderr
         report = json.loads(status.stdout)
         assert report["healthy"] and report["anvil"]["head"] >= manifest.deploy_block
         assert [n["status"]["peer_id"] for n in report["nodes"]] == [
@@ -113,15 +122,15 @@ def test_cli_up_status_logs_refuses_a_second_up_and_down_leaves_nothing(tmp_path
         ]
 
         logs = capa("devnet", "logs", "client", "--dir", str(directory))
-        assert logs.returncode == 0 and "daemon ready" in logs.stdout
+        assert logs.exit_code == 0 and "daemon ready" in logs.stdout
         every = capa("devnet", "logs", "--dir", str(directory), "-n", "5")
-        assert every.returncode == 0
+        assert every.exit_code == 0
         for name in ("anvil", *names):
             assert f"==> {name} " in every.stdout
         unknown = capa("devnet", "logs", "provider-9", "--dir", str(directory))
-        assert unknown.returncode == 2 and "no node 'provider-9'" in unknown.stderr
+        assert unknown.exit_code == 2 and "no node 'provider-9'" in unknown.stderr
 
-        again = capa("devnet", "up", "--dir", str(directory))
+        again = capa_process("devnet", "up", "--dir", str(directory))
         assert again.returncode == 1
         assert again.stderr.strip().count("\n") == 0, again.stderr
         assert "a devnet is running in" in again.stderr
@@ -133,17 +142,37 @@ def test_cli_up_status_logs_refuses_a_second_up_and_down_leaves_nothing(tmp_path
     finally:
         pids = _pids(directory) if (directory / "devnet.json").exists() else {}
         down = capa("devnet", "down", "--dir", str(directory), "--json")
-    assert down.returncode == 0, down.stderr
+    assert down.exit_code == 0, down.stderr
     assert json.loads(down.stdout)["stopped"] == {name: "stopped" for name in pids}
     assert pids and not [name for name, pid in pids.items() if _alive(pid)]
     after = capa("devnet", "status", "--dir", str(directory))
-    assert after.returncode == 1 and "stopped" in after.stdout
+    assert after.exit_code == 1 and "stopped" in after.stdout
     # The logs stay for a post-mortem, and a new `up` may reuse the directory.
     assert (directory / "client" / "node.log").exists()
 
 
-def test_api_kill_9_and_restart_keep_identity_and_store(tmp_path: Path) -> None:
-    with Devnet.up(tmp_path / "net", DevnetOptions(providers=0, verifiers=1)) as net:
+def test_api_reports_an_early_exit_then_takes_the_directory_over_kill_9_and_restart(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "net"
+    # A provider configured for another chain stops at start with one line; the launcher
+    # must say which node, show that line, and stop everything it had started.
+    options = DevnetOptions(
+        providers=1, verifiers=1, settings={"provider-1": {"chain": {"chain_id": 1}}}
+    )
+    with pytest.raises(NodeFailed) as failed:
+        Devnet.up(directory, options)
+    assert failed.value.name == "provider-1"
+    assert "exited during start-up" in str(failed.value)
+    assert any("chain.chain_id is 1 but" in line for line in failed.value.log_tail)
+    state = load_state(directory)
+    assert state.anvil is not None and state.node("client") is not None
+    assert not [name for name, process in state.processes() if is_running(process)]
+
+    # A new `up` takes the directory over from the stopped devnet.
+    with Devnet.up(directory, DevnetOptions(providers=0, verifiers=1)) as net:
+        assert {n.name for n in net.nodes} == {"verifier-1", "client"}
+        assert not (directory / "provider-1").exists()
         client = net.client
         before = client.status()
         first_pid = client.pid
@@ -160,7 +189,9 @@ def test_api_kill_9_and_restart_keep_identity_and_store(tmp_path: Path) -> None:
         assert after.peer_id == before.peer_id and after.address == before.address
         # The same store: nothing recorded before the crash was lost.
         assert after.state_seq >= before.state_seq
-        assert load_state(net.directory).node("client").process.pid == client.pid  # type: ignore[union-attr]
+        restarted = load_state(net.directory).node("client")
+        assert restarted is not None and restarted.process is not None
+        assert restarted.process.pid == client.pid
         # A node whose offer never reaches the client is named, with its log; a verifier
         # stands in for a provider that never publishes.
         with pytest.raises(NodeFailed, match="verifier-1 has no offer") as late:
@@ -168,30 +199,6 @@ def test_api_kill_9_and_restart_keep_identity_and_store(tmp_path: Path) -> None:
         assert late.value.log_tail
         pids = [process.pid for _, process in net.state.processes()]
     assert not [pid for pid in pids if _alive(pid)]
-
-
-def test_a_node_that_exits_at_start_is_reported_with_its_log_and_nothing_is_left(
-    tmp_path: Path,
-) -> None:
-    directory = tmp_path / "net"
-    # A provider configured for another chain stops at start with one line; the launcher
-    # must say which node, show that line, and stop everything it had started.
-    options = DevnetOptions(
-        providers=1, verifiers=1, settings={"provider-1": {"chain": {"chain_id": 1}}}
-    )
-    with pytest.raises(NodeFailed) as failed:
-        Devnet.up(directory, options)
-    assert failed.value.name == "provider-1"
-    assert "exited during start-up" in str(failed.value)
-    assert any("chain.chain_id is 1 but" in line for line in failed.value.log_tail)
-    state = load_state(directory)
-    assert state.anvil is not None
-    assert not [name for name, process in state.processes() if is_running(process)]
-    # A new `up` takes the directory over from the stopped devnet.
-    with Devnet.up(directory, DevnetOptions(providers=0, verifiers=1)) as net:
-        assert net.client.running
-        assert {n.name for n in net.nodes} == {"verifier-1", "client"}
-        assert not (directory / "provider-1").exists()
 
 
 def test_node_environment_drops_the_users_capa_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
