@@ -597,6 +597,33 @@ class Devnet:
     def anvil(self) -> ProcessRecord | None:
         return self.state.anvil
 
+    def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """One JSON-RPC call to anvil (evm_snapshot, evm_revert, evm_setAutomine, ...)."""
+        try:
+            answer = httpx.post(
+                self.rpc_url,
+                json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
+                timeout=10.0,
+            ).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise DevnetError(f"anvil: {method}: {exc}") from exc
+        if "error" in answer:
+            raise DevnetError(f"anvil: {method}: {answer['error']}")
+        return answer["result"]
+
+    @contextmanager
+    def chain_paused(self) -> Iterator[None]:
+        """anvil stopped (SIGSTOP) for the block: its RPC stops answering and comes back
+        with the same chain when the block ends, as an RPC outage would."""
+        anvil = self.state.anvil
+        if anvil is None or not is_running(anvil):
+            raise DevnetError("anvil is not running")
+        os.kill(anvil.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(anvil.pid, signal.SIGCONT)
+
     def summary(self) -> dict[str, Any]:
         """What `capa devnet up --json` prints."""
         return {

@@ -197,6 +197,16 @@ def test_api_reports_an_early_exit_then_takes_the_directory_over_kill_9_and_rest
         with pytest.raises(NodeFailed, match="verifier-1 has no offer") as late:
             net.wait_for_offers([net.node("verifier-1")], timeout=2)
         assert late.value.log_tail
+        # An RPC outage with the chain kept: nothing answers, then the same chain does.
+        head = int(net.rpc("eth_blockNumber"), 16)
+        with net.chain_paused(), pytest.raises(httpx.TimeoutException):
+            httpx.post(
+                net.rpc_url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+                timeout=1.0,
+            )
+        assert int(net.rpc("eth_blockNumber"), 16) >= head
+        assert net.rpc("eth_getCode", [net.contracts["JobMarket"], "latest"]) != "0x"
         pids = [process.pid for _, process in net.state.processes()]
     assert not [pid for pid in pids if _alive(pid)]
 
