@@ -9,6 +9,7 @@ from node import __version__
 from node.cli import help as _help
 from node.cli.attest import attest_app
 from node.cli.chain import chain_app
+from node.cli.devnet import devnet_app
 from node.cli.init import init_command
 from node.cli.job import job_app
 from node.cli.node import node_app
@@ -26,6 +27,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(chain_app, name="chain")
+app.add_typer(devnet_app, name="devnet")
 app.add_typer(attest_app, name="attest")
 app.add_typer(node_app, name="node")
 app.add_typer(job_app, name="job")
