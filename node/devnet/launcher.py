@@ -464,16 +464,17 @@ class Devnet:
             self._save(self.state.with_node(replace(record, process=started, api_url=None)))
         deadline = time.monotonic() + (timeout or self.options.ready_timeout)
         waiting = list(names)
+        listens = {name: _p2p_enabled(self._record(name)) for name in names}
         while waiting:
             for name in list(waiting):
-                url = self._ready(name, deadline)
+                url = self._ready(name, deadline, listens[name])
                 if url is not None:
                     self._save(self.state.with_node(replace(self._record(name), api_url=url)))
                     waiting.remove(name)
             if waiting:
                 time.sleep(0.1)
 
-    def _ready(self, name: str, deadline: float) -> str | None:
+    def _ready(self, name: str, deadline: float, listens: bool) -> str | None:
         """The node's API URL once it is ready; None while it boots; NodeFailed when it
         exited or the deadline passed."""
         record = self._record(name)
@@ -486,7 +487,7 @@ class Devnet:
             reason = "exited during start-up" + (f" with status {code}" if code is not None else "")
             raise NodeFailed(name, reason, log_tail(record.log, LOG_TAIL_LINES))
         answer = _status_answer(record)
-        if answer is not None and (not _p2p_enabled(record) or _p2p_listening(record.p2p_port)):
+        if answer is not None and (not listens or _p2p_listening(record.p2p_port)):
             if answer.peer_id != record.peer_id or answer.role is not record.role:
                 raise NodeFailed(
                     name,
