@@ -65,7 +65,15 @@ def test_init_run_query_and_stop_on_signal(
 
         # The CLI reaches the daemon through the same API.
         cli = subprocess.run(
-            [sys.executable, "-c", RUN_NODE_APP, "status", "--config", str(result.config_path)],
+            [
+                sys.executable,
+                "-c",
+                RUN_NODE_APP,
+                "status",
+                "--json",
+                "--config",
+                str(result.config_path),
+            ],
             capture_output=True,
             text=True,
             timeout=30,
