@@ -42,7 +42,7 @@ class JsPeer:
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    async def event(self, kind: str, timeout_s: float = 15.0) -> dict[str, Any]:
+    async def event(self, kind: str, timeout_s: float = 45.0) -> dict[str, Any]:
         with trio.fail_after(timeout_s):
             while True:
                 for i, event in enumerate(self.events):
@@ -124,17 +124,17 @@ async def exercise(kit: Any, node: Any, js: JsPeer) -> None:
     assert (await js.call("ping", addr=py_address))["rtt"] >= 0
     protocols = (await js.call("protocols", peer=str(node.peer_id)))["protocols"]
     assert "/ipfs/ping/1.0.0" in protocols and "/meshsub/1.1.0" in protocols
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         while "/ipfs/id/1.0.0" not in node.host.protocols_of(js_address.peer_id):
             await node.host.ping(js_address.peer_id)
 
     # GossipSub both ways.
-    await pubsub.wait_for_subscription(libp2p_id(js_address.peer_id), TOPIC, 10.0)
+    await pubsub.wait_for_subscription(libp2p_id(js_address.peer_id), TOPIC, 30.0)
     await js.event("subscription")
     await pubsub.publish(TOPIC, b"from python")
     assert bytes.fromhex((await js.event("message"))["data"]) == b"from python"
     await js.call("publish", data=b"from js".hex())
-    with trio.fail_after(10):
+    with trio.fail_after(30):
         message = await subscription.get()
         while message.from_id == node.host.libp2p.get_id().to_bytes():  # our own publish
             message = await subscription.get()
@@ -149,7 +149,7 @@ async def exercise(kit: Any, node: Any, js: JsPeer) -> None:
     for i in range(0, TEN_MIB, 1 << 20):
         await raw.write(payload[i : i + (1 << 20)])
     await raw.close()
-    with trio.fail_after(20):
+    with trio.fail_after(60):
         answer = await raw.read(32)
     assert answer == hashlib.sha256(payload).digest()
     received = await js.event("blob_received")
