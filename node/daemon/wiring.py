@@ -161,15 +161,18 @@ def identity_for(config: NodeConfig, address: str, peer_id: str) -> Identity:
 def build_role_parts(ctx: NodeContext) -> RoleParts:
     role = ctx.me.role
     if role is Role.PROVIDER:
-        from node.daemon.provider_role import build_provider
-
-        return build_provider(ctx)
-    if role is Role.VERIFIER:
-        from node.daemon.verifier_role import build_verifier
-
-        return build_verifier(ctx)
-    if role is Role.CLIENT:
-        from node.daemon.client_role import build_client
-
-        return build_client(ctx)
-    raise DaemonError(f"unknown role {role!r}")
+        from node.daemon import provider_role as module
+    elif role is Role.VERIFIER:
+        from node.daemon import verifier_role as module  # type: ignore[no-redef]
+    elif role is Role.CLIENT:
+        from node.daemon import client_role as module  # type: ignore[no-redef]
+    else:
+        raise DaemonError(f"unknown role {role!r}")
+    parts: RoleParts = getattr(module, f"build_{role.value}")(ctx)
+    # What the role declares is what it registers: the coverage test reads the declaration.
+    if set(parts.handlers) != set(module.HANDLED_EFFECTS):
+        raise DaemonError(
+            f"{role.value} registers handlers for {sorted(e.__name__ for e in parts.handlers)} "
+            f"but declares {sorted(e.__name__ for e in module.HANDLED_EFFECTS)}"
+        )
+    return parts
