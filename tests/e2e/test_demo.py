@@ -17,6 +17,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from node.demo.__main__ import main as demo_main
+from node.demo.walkthrough import prepare
 from node.devnet.errors import DevnetError
 from node.devnet.launcher import Devnet
 from node.devnet.processes import is_running
@@ -102,3 +104,24 @@ def test_ctrl_c_while_the_devnet_starts_stops_everything_it_started(tmp_path: Pa
     assert "interrupted; the devnet is down" in text
     assert "every process the devnet started has stopped" in text
     assert started and still_running(folder / "devnet") == []
+
+
+def test_a_folder_the_demo_did_not_make_is_refused_and_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "thesis.tex").write_text("years of work")
+    assert demo_main(["--dir", str(tmp_path)]) == 1
+    assert "is not empty and was not made by the demo" in capsys.readouterr().out
+    assert (tmp_path / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_previous_demo_folder_is_cleared_and_an_image_out_of_range_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "demo"
+    prepare(folder)
+    (folder / "prediction.npz").write_bytes(b"an old run's output")
+    assert demo_main(["--dir", str(folder), "--image", "450"]) == 1
+    assert "--image 450: expected 0 to 449 (the held-out images)" in capsys.readouterr().out
+    assert not (folder / "prediction.npz").exists()
+    assert not (folder / "devnet").exists()  # nothing was started
