@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -159,9 +160,7 @@ class Walkthrough:
         measurement = "0x" + OnnxWorkload(self.paths.model.read_bytes()).measure().hex()
         names = {node.address.lower(): node.name for node in net.nodes}
         latest = self.wait_for_model_offers(net, measurement)
-        table = Table(show_edge=False)
-        for column in ("provider", "address", "enclave key", "TEE", "price", "key on chain"):
-            table.add_column(column)
+        table = compact_table("provider", "enclave key", "TEE", "price", "key on chain")
         for offer in latest:
             provider, key = offer["provider"], offer["enclaveKey"]
             try:
@@ -176,8 +175,7 @@ class Walkthrough:
                 and "0x" + bytes(on_chain).hex() == measurement
             )
             table.add_row(
-                names.get(provider.lower(), "?"),
-                short(provider),
+                f"{names.get(provider.lower(), '?')} {short(provider)}",
                 short(key),
                 tee_label(int(offer["teeKind"])),
                 f"{format_amount(int(offer['price']))}/h",
@@ -224,9 +222,12 @@ class Walkthrough:
             job: dict[str, Any] = json.loads(answer)
         except ValueError as exc:
             raise DemoFailed(f"`capa job status --json` printed no JSON: {exc}") from exc
+        chosen = {n.address.lower(): n.name for n in Devnet.attach(self.paths.devnet).nodes}.get(
+            str(job["provider"]).lower(), "provider"
+        )
         self.console.print(
-            f"  the client daemon chose {job['provider']} and checked its enclave's evidence "
-            f"itself: {job['tee_kind']}; job {job['state']}",
+            f"  the client daemon chose {chosen} {job['provider']} and checked its enclave's "
+            f"evidence itself: {job['tee_kind']}; job {job['state']}",
             markup=False,
             highlight=False,
         )
@@ -235,9 +236,7 @@ class Walkthrough:
     def show_transactions(self, net: Devnet, market: Market, job: dict[str, Any]) -> None:
         self.section("5. on chain: escrow and settlement (receipts read from anvil)")
         names = {node.address.lower(): node.name for node in net.nodes}
-        table = Table(show_edge=False)
-        for column in ("step", "call", "sent by", "block", "gas used", "gas price", "fee"):
-            table.add_column(column, justify="right" if column.startswith("gas") else "left")
+        table = compact_table("step", "call", "sent by", "block", "gas used", "gas price", "fee")
         receipts = {}
         for step, key in (("escrow", "match_tx"), ("settle", "settle_tx")):
             tx_hash = job.get(key)
@@ -257,7 +256,7 @@ class Walkthrough:
                 names.get(str(receipt["from"]).lower(), str(receipt["from"])),
                 str(receipt["blockNumber"]),
                 f"{gas:,}",
-                f"{price / 10**9:.3f} gwei",
+                f"{price / 10**9:.2f} gwei",
                 f"{gas * price / 10**18:.6f} ETH",
             )
         self.console.print(table)
@@ -461,6 +460,14 @@ def scan(paths: Sequence[Path], needles: Sequence[bytes]) -> tuple[int, int, lis
         if any(needle in data for needle in needles):
             hits.append(path)
     return count, total, hits
+
+
+def compact_table(*columns: str) -> Table:
+    """A table that fits 80 columns: no outer edge, cells never wrapped."""
+    table = Table(show_edge=False, box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
 
 
 def short(address: str) -> str:

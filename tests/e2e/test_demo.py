@@ -64,8 +64,8 @@ def test_the_demo_classifies_a_held_out_digit_through_the_daemons_and_stops_them
         np.testing.assert_allclose(decrypted["probabilities"], probabilities, rtol=1e-5)
 
     # The job went through the chain: escrow by the client, settlement by a provider.
-    assert re.search(r"escrow\s+.\s+matchJob\s+.\s+client\s+.\s+\d+\s+.\s+[\d,]+", out), out
-    assert re.search(r"settle\s+.\s+submitResult\s+.\s+provider-\d", out), out
+    assert re.search(r"escrow +matchJob +client +\d+ +[\d,]+ +[\d.]+ gwei", out), out
+    assert re.search(r"settle +submitResult +provider-\d +\d+ +[\d,]+ +[\d.]+ gwei", out), out
     assert "the plaintext never left the client" in out and "found in none" in out
     assert "its sha256 the input hash escrowed on chain" in out
     # Sim enclaves are never presented as real.
