@@ -8,8 +8,9 @@ and staked, its sim enclave (INSECURE) started with the served wasm modules, its
 by the verifier and registered on chain, its offer in the client's book. Then it samples
 /proc for the window: the provider's process, and the processes it started (the enclave's
 sandboxes and the runtime each keeps ready for the next job). The chain keeps moving meanwhile
-(a block a second; each node polls it every 2 s, as the default config does; --poll
-changes that) and peers stay connected. Then SIGTERM and its exit code, and a restart of
+(a block a second, --block-time; each node polls it every 2 s, as the default config
+does, --poll). Polling a moving chain is most of the idle CPU: each poll asks for the head,
+its block, the logs and the unconfirmed blocks above the confirmed cursor. and peers stay connected. Then SIGTERM and its exit code, and a restart of
 the same node until it answers and listens again.
 
 Also measures, in fresh interpreters, what the API (FastAPI app, its models and document)
@@ -48,6 +49,14 @@ _STACK_AND_API = (
     _STACK + "; from node.api.app import ApiApp; from node.metrics import Metrics; "
     "ApiApp(None, 'token', Metrics()).openapi()"
 )
+
+# The modules `capa node run` imports: every command's (the CLI imports them all at start),
+# then the daemon's.
+_CAPA = (
+    "from node.cli.main import main; from node.daemon.daemon import run_daemon; "
+    "import node.daemon.wiring"
+)
+_STACK_AND_P2P = _STACK + "; import libp2p"
 
 
 def _stat(pid: int) -> list[str]:
@@ -150,9 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window")
     parser.add_argument("--poll", type=float, default=2.0, help="chain poll interval, seconds")
+    parser.add_argument("--block-time", type=float, default=1.0, help="anvil's, seconds")
     args = parser.parse_args()
     # The default config's chain poll (2 s), not the devnet's quick one (0.25 s, for tests).
-    options = DevnetOptions(providers=1, verifiers=1, poll_interval=args.poll)
+    options = DevnetOptions(
+        providers=1, verifiers=1, poll_interval=args.poll, block_time=args.block_time
+    )
     with tempfile.TemporaryDirectory(prefix="capa-bench-idle-") as folder:
         started = time.monotonic()
         with Devnet.up(Path(folder) / "net", options) as net:
@@ -187,6 +199,7 @@ def main() -> None:
             provider.restart()
             restart_s = time.monotonic() - restart_at
     stack_mb, with_api_mb = peak_rss_mb(_STACK), peak_rss_mb(_STACK_AND_API)
+    with_p2p_mb, capa_mb = peak_rss_mb(_STACK_AND_P2P), peak_rss_mb(_CAPA)
     own_cpu = 100 * own_used / window
     tree_cpu = 100 * tree_used / window
     own_rss, tree_rss, tree_pss, processes = samples[-1]
@@ -197,7 +210,7 @@ def main() -> None:
     print(
         f"idle bench: a provider in a devnet (registered {facts.get('registered')}, keys: "
         f"{keys or 'none'}; offer seen by the client; sim enclave, INSECURE), chain polled "
-        f"every {args.poll:g} s, window {window:.0f} s"
+        f"every {args.poll:g} s, a block every {args.block_time:g} s, window {window:.0f} s"
     )
     print(f"{'measure':<44}{'value':>12}{'goal':>12}")
     print(f"{'devnet up, offer seen by the client (s)':<44}{up_s:>12.2f}{'':>12}")
@@ -216,9 +229,12 @@ def main() -> None:
         print(f"{name + ' RSS (MB)':<44}{rss:>12.1f}")
     print(f"{'stack without the API (MB)':<44}{stack_mb:>12.1f}")
     print(f"{'API app on top of it (MB)':<44}{with_api_mb - stack_mb:>12.1f}")
+    print(f"{'libp2p on top of it (MB)':<44}{with_p2p_mb - stack_mb:>12.1f}")
+    print(f"{'capa node run, its modules loaded (MB)':<44}{capa_mb:>12.1f}")
     figures = {
         "window_s": round(window, 1),
         "poll_s": args.poll,
+        "block_time_s": args.block_time,
         "devnet_up_s": round(up_s, 2),
         "rss_mb": round(own_rss, 1),
         "rss_peak_mb": round(own_peak, 1),
@@ -234,6 +250,8 @@ def main() -> None:
         "other_rss_mb": {k: round(v, 1) for k, v in others.items()},
         "stack_rss_mb": round(stack_mb, 1),
         "api_rss_mb": round(with_api_mb - stack_mb, 1),
+        "libp2p_rss_mb": round(with_p2p_mb - stack_mb, 1),
+        "capa_imports_rss_mb": round(capa_mb, 1),
         "keys_registered": sum(k["status"] == "registered" for k in facts.get("keys", [])),
         "goal_rss_mb": GOAL_RSS_MB,
         "goal_cpu_percent": GOAL_CPU_PERCENT,
