@@ -197,7 +197,9 @@ def test_a_provider_config_must_name_its_backend(tmp_path: Path) -> None:
         Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
     )
     assert 'backend = ""' in text
-    with pytest.raises(ConfigError, match="provider.backend is missing.*names its enclave backend"):
+    with pytest.raises(
+        ConfigError, match=r"provider.backend is missing.*names its enclave backend"
+    ):
         load_config(_write(tmp_path, text), env={})
     text = render_config(
         Role.CLIENT, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
