@@ -12,7 +12,9 @@ from node_harness import (
     TDX,
     Actors,
     FakeExecutor,
+    deliver_input,
     keep_mining,
+    seed_registered_key,
     until,
     write_config,
 )
@@ -69,6 +71,8 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
     )
     job = JobId("0x" + request.job_id(actors.client.address).hex())
     executor = FakeExecutor(market, seeded)
+    identity = create_identity(tmp_path / "identity.key")
+    seed_registered_key(config, actors.provider, identity, market, seeded, actors.committee)
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -76,7 +80,7 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
                 run_daemon,
                 config,
                 actors.provider,
-                create_identity(tmp_path / "identity.key"),
+                identity,
                 DaemonHooks(handlers={StartJob: executor}, handle_signals=False, role_parts=False),
             )
             nursery.start_soon(keep_mining, anvil.rpc_url)
@@ -90,6 +94,7 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
                 assert refused.status_code == 422 and "min_duration" in refused.text
                 answer = await api.post(path, json={**accept, "min_duration": "1800"})
                 assert answer.json()["rejected"] == ""
+                await deliver_input(daemon.service, job, request, seeded)
                 await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
                 transactions = (await api.get("/v1/transactions")).json()["transactions"]
             assert sorted(t["effect_id"].split(":")[0] for t in transactions) == [
