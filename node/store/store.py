@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Table, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -97,17 +94,8 @@ class Store:
             driver.execute("PRAGMA busy_timeout=5000")
             # Checkpoints are where WAL mode fsyncs: fewer, larger ones keep commits cheap.
             driver.execute("PRAGMA wal_autocheckpoint=4000")
-            alembic_cfg = AlembicConfig()
-            alembic_cfg.set_main_option("script_location", str(_MIGRATIONS))
-            alembic_cfg.attributes["connection"] = conn
-            command.upgrade(alembic_cfg, "head")
-            if conn.in_transaction():
-                conn.commit()
-        except CommandError as exc:
-            raise StoreError(
-                f"store {path} has a schema this capa does not know ({exc}); "
-                "it was left untouched: run a newer capa"
-            ) from exc
+            if _schema_version(driver) != SCHEMA_HEAD:
+                _migrate(conn, path)
         except SQLAlchemyError as exc:
             raise StoreCorrupt(
                 f"store {path} cannot be opened ({_reason(exc)}); it was left untouched"
@@ -692,6 +680,39 @@ def _check_readable(path: Path) -> None:
         raise StoreCorrupt(
             f"store {path} is a SQLite database but not a capa node store; it was left untouched"
         )
+
+
+# The newest migration's revision. A store already there is opened without loading alembic
+# (about 10 MB of a resident daemon); tests/unit/node/test_node_store.py holds this to the
+# migrations' own head.
+SCHEMA_HEAD = "0002"
+
+
+def _schema_version(driver: Any) -> str | None:
+    try:
+        row = driver.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError:
+        return None  # a new file: no table yet
+    return str(row[0]) if row else None
+
+
+def _migrate(conn: Connection, path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.util.exc import CommandError
+
+    alembic_cfg = AlembicConfig()
+    alembic_cfg.set_main_option("script_location", str(_MIGRATIONS))
+    alembic_cfg.attributes["connection"] = conn
+    try:
+        command.upgrade(alembic_cfg, "head")
+    except CommandError as exc:
+        raise StoreError(
+            f"store {path} has a schema this capa does not know ({exc}); "
+            "it was left untouched: run a newer capa"
+        ) from exc
+    if conn.in_transaction():
+        conn.commit()
 
 
 def _reason(exc: Exception) -> str:

@@ -143,3 +143,34 @@ def test_the_service_loop_drains_its_queue_when_inputs_close(tmp_path: Path) -> 
 
     trio.run(scenario)
     assert service.store.change_count() == 20
+
+
+def test_the_schema_head_is_the_migrations_head_and_an_up_to_date_store_skips_alembic(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from node.store import store as store_module
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(store_module._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == store_module.SCHEMA_HEAD
+
+    path = tmp_path / "node.sqlite"
+    Store.open(path).close()  # created and migrated
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from node.store.store import Store; "
+            f"Store.open(Path({str(path)!r})).close(); print('alembic' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert opened.stdout.strip() == "False"
