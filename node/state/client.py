@@ -26,7 +26,6 @@ from node.state.effects import (
     SendTransaction,
     Settlement,
 )
-from node.state.errors import UnexpectedChange
 from node.state.model import (
     NO_STEP,
     Identity,
@@ -461,10 +460,3 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
     sc.JobPosted: ignore,
     sc.JobAccepted: ignore,
 }
-
-
-def client_transition(me: Identity, view: StateView, change: sc.StateChange) -> Step:
-    handler = HANDLERS.get(type(change))
-    if handler is None:
-        raise UnexpectedChange(me.role, change)
-    return handler(me, view, change)

@@ -30,7 +30,6 @@ from node.state.effects import (
     SignBatch,
     StartJob,
 )
-from node.state.errors import UnexpectedChange
 from node.state.model import (
     NO_STEP,
     EnclaveKey,
@@ -742,11 +741,4 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
 }
 
 
-def provider_transition(me: Identity, view: StateView, change: sc.StateChange) -> Step:
-    handler = HANDLERS.get(type(change))
-    if handler is None:
-        raise UnexpectedChange(me.role, change)
-    return handler(me, view, change)
-
-
-__all__ = ["HANDLERS", "capacity", "ignore", "provider_transition"]
+__all__ = ["HANDLERS", "capacity", "ignore"]

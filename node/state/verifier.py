@@ -12,7 +12,6 @@ from typing import Any
 
 from node.state import changes as sc
 from node.state.effects import CheckEvidence, Settlement
-from node.state.errors import UnexpectedChange
 from node.state.model import Approval, ApprovalStatus, Identity, StateView, Step
 from node.state.shared import SHARED_HANDLERS, ignore
 from node.state.values import effect_id
@@ -80,10 +79,3 @@ HANDLERS: dict[type[sc.StateChange], Callable[[Identity, StateView, Any], Step]]
     sc.JobReleased: ignore,
     sc.JobCancelled: ignore,
 }
-
-
-def verifier_transition(me: Identity, view: StateView, change: sc.StateChange) -> Step:
-    handler = HANDLERS.get(type(change))
-    if handler is None:
-        raise UnexpectedChange(me.role, change)
-    return handler(me, view, change)

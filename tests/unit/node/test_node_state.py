@@ -24,6 +24,7 @@ from node.state.effects import (
     SealInput,
     SendInput,
     SendTransaction,
+    Settlement,
     SignBatch,
     StartJob,
 )
@@ -670,6 +671,74 @@ def test_verifier_refusal_keeps_its_reasons_and_no_signature() -> None:
     reply = json.loads(m.feed(sc.EvidenceChecked("a1", False, "sim refused", "")))
     assert reply == {"approved": False, "reason": "sim refused", "signature": ""}
     assert m.state.approvals["a1"].status is ApprovalStatus.REFUSED
+
+
+def test_verifier_records_who_asked_and_checks_exactly_that_evidence() -> None:
+    m = Machine(VERIFIER_ME)
+    assert m.feed(sc.ApprovalRequested("a1", PROVIDER, ENCLAVE, H, "12D3KooWAsker")) == ""
+    approval = m.state.approvals["a1"]
+    assert (approval.provider, approval.enclave_key, approval.peer_id) == (
+        PROVIDER,
+        ENCLAVE,
+        "12D3KooWAsker",
+    )
+    assert approval.status is ApprovalStatus.CHECKING
+    check = m.last(CheckEvidence)
+    assert (check.effect_id, check.request_id, check.evidence_hash) == ("check:a1", "a1", H)
+    # The same request again is refused by id, whatever else it says; nothing new to check.
+    again = sc.ApprovalRequested("a1", OTHER, OTHER, SEALED, "other")
+    assert m.feed(again) == "request a1 was already received"
+    assert m.state.approvals["a1"].provider == PROVIDER and len(m.effects) == 1
+
+
+def test_verifier_answer_settles_its_check_and_keeps_the_approval_fields() -> None:
+    m = Machine(VERIFIER_ME)
+    m.feed(sc.ApprovalRequested("a1", PROVIDER, ENCLAVE, H, "peer"))
+    step = transition(
+        VERIFIER_ME, m.view, sc.EvidenceChecked("a1", True, "all checks passed", "0xsig")
+    )
+    assert step.settled == (Settlement(EffectId("check:a1"), True, "all checks passed"),)
+    assert step.reply == ('{"approved": true, "reason": "all checks passed", "signature": "0xsig"}')
+    approval = step.approval
+    assert approval is not None
+    assert (approval.provider, approval.enclave_key, approval.peer_id, approval.reason) == (
+        PROVIDER,
+        ENCLAVE,
+        "peer",
+        "all checks passed",
+    )
+
+
+def test_verifier_approves_only_an_accepted_check_with_a_signature() -> None:
+    for accepted, signature in ((True, ""), (False, "0xsig")):
+        m = Machine(VERIFIER_ME)
+        m.feed(sc.ApprovalRequested("a1", PROVIDER, ENCLAVE, H, "peer"))
+        reply = json.loads(m.feed(sc.EvidenceChecked("a1", accepted, "why", signature)))
+        assert reply == {"approved": False, "reason": "why", "signature": ""}
+        assert m.state.approvals["a1"].status is ApprovalStatus.REFUSED
+        assert m.state.approvals["a1"].signature == ""
+
+
+def test_verifier_answer_for_an_unknown_or_decided_request_only_settles() -> None:
+    m = Machine(VERIFIER_ME)
+    unknown = transition(VERIFIER_ME, m.view, sc.EvidenceChecked("zz", True, "r", "0xs"))
+    assert unknown.approval is None and unknown.reply == ""
+    assert unknown.settled == (Settlement(EffectId("check:zz"), True, "r"),)
+    m.feed(sc.ApprovalRequested("a1", PROVIDER, ENCLAVE, H, "peer"))
+    m.feed(sc.EvidenceChecked("a1", False, "refused", ""))
+    late = transition(VERIFIER_ME, m.view, sc.EvidenceChecked("a1", True, "late", "0xs"))
+    assert late.approval is None and late.reply == ""
+    assert m.state.approvals["a1"].status is ApprovalStatus.REFUSED
+
+
+def test_verifier_transaction_outcomes_settle_their_effects() -> None:
+    view = StateView(NodeState())
+    confirmed = transition(
+        VERIFIER_ME, view, sc.TxConfirmed(EffectId("e1"), TxHash("0x" + "33" * 32), BlockNumber(3))
+    )
+    assert confirmed.settled == (Settlement(EffectId("e1"), True),)
+    reverted = transition(VERIFIER_ME, view, sc.TxReverted(EffectId("e2"), None, "no funds"))
+    assert reverted.settled == (Settlement(EffectId("e2"), False, "no funds"),)
 
 
 def test_a_role_handed_a_change_it_does_not_handle_raises() -> None:
