@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from node.daemon.alerts import warn_about
 from node.daemon.errors import StateDiverged
 from node.metrics import Metrics
 from node.state.changes import StateChange
@@ -143,6 +144,7 @@ class StateService:
                             item.outcomes.append(Outcome(change.origin, None))
                             self._metrics.duplicate_changes.inc()
                             continue
+                        warn_about(self.me, self._view, change)
                         step = transition(self.me, self._view, change)
                         applied = self.state.absorb(step, seq)
                         self.store.save_step(conn, step, seq, applied)
