@@ -15,9 +15,9 @@ start-up per job; one `capa job submit` run is timed as well.
    sign: the enclave's whole job path, as bench/enclave runs it), each after a pause, as
    jobs through the daemons arrive seconds apart at an instance whose next runtime is ready
    (sent back to back, each waits for the next runtime: shown too). Added latency = p50
-   through the daemons minus p50 bare. `capa job submit` adds its own start-up (imports). The stages come from the job's status as the client daemon
-   reports it, polled every 20 ms (a stage shorter than that shows as 0 and its time goes to
-   the next one).
+   through the daemons minus p50 bare. `capa job submit` adds its own start-up (imports).
+   The stages come from the job's status as the client daemon reports it, polled every 20 ms
+   (a stage shorter than that shows as 0 and its time goes to the next one).
 2. Throughput: --burst jobs submitted at once, settled by the one provider, first with a
    result transaction per job (batch_size 1, the latency devnet), then on a second devnet whose
    provider sends submitResults batches (--batch-size, --batch-max-wait). Jobs per minute run
@@ -31,7 +31,8 @@ held back by the cores of the machine the bench runs on (each job asks one; they
 
 Confirmations 1 (the devnet's default): a node acts on an event once one block sits on its
 block, as it would on a real chain with a low depth; anvil mines a transaction at once and
-then a block every second, so each on-chain step waits for the next block (0.5 s on average).
+then a block every second, so each on-chain step waits for the next block (0.5 s on average)
+and for the next poll of the node's chain watcher (every 0.25 s on a devnet).
 --confirmations 0 acts on the head block itself (only sound where there are no reorgs).
 
 Prints the tables, then one JSON line of figures.
