@@ -195,7 +195,9 @@ def test_a_provider_killed_after_taking_the_input_settles_once_or_refunds_never_
     credits_before = {p.address: market.balance_of(p.address) for p in net.providers}
     earlier = {j["job_id"] for j in net.client.get("/v1/jobs")["jobs"]}
     submitting = subprocess.Popen(
-        [*CAPA, "job", "submit", "-c", str(net.client.config), "--json", "--timeout", "60",
+        # The timeout leaves room above the providers' minimum duration (60 s): a deadline
+        # closer than that is one matchJob refuses.
+        [*CAPA, "job", "submit", "-c", str(net.client.config), "--json", "--timeout", "150",
          "--wasm", str(UPPER), "--input", str(tmp_path / "text"),
          "--output", str(tmp_path / "out")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -205,6 +207,8 @@ def test_a_provider_killed_after_taking_the_input_settles_once_or_refunds_never_
         # The provider holds the input once the client has its signed input receipt.
         def delivered() -> dict[str, Any] | None:
             jobs = [j for j in net.client.get("/v1/jobs")["jobs"] if j["job_id"] not in earlier]
+            ended = [j for j in jobs if j["status"] in ("failed", "refunded", "cancelled")]
+            assert not ended, f"the job ended before the provider took its input: {ended}"
             taken = [j for j in jobs if j["status"] in ("delivered", "settled", "verified")]
             return taken[0] if taken and taken[0]["provider"] else None
 
