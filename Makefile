@@ -13,10 +13,19 @@ export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR
 
 all: test
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# The dev extra includes the demo's (the suite runs the demo), so this stands for both.
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(BIN)/.demo-installed
+
+# `make demo` installs what it uses and no more: the runtime and the demo extra (no dev
+# tools), the system packages the sandbox needs, and the npm toolchain (anvil).
+$(BIN)/.demo-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -91,8 +100,9 @@ fuzz: deps
 	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -q --timeout=0 \
 		$(if $(SEED),--hypothesis-seed=$(SEED))
 
-demo: deps
-	$(BIN)/python -m node.demo
+# DEMO_FLAGS: e.g. `--dir DIR` (default .demo) or `--image N` (which held-out digit).
+demo: system-deps $(BIN)/.demo-installed node_modules/.installed
+	$(BIN)/python -m node.demo $(DEMO_FLAGS)
 
 # The node image, built with no registry and no package index inside the build: Debian's
 # engine started if no Docker answers (tools/docker-env.sh; `tools/docker-env.sh down` stops

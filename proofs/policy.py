@@ -65,6 +65,10 @@ class Policy:
     """sev-snp: per product ("milan", "genoa", "turin"), the lowest SVN accepted for each
     REPORTED_TCB component named (bootloader, tee, snp, microcode, fmc)."""
     cca_reference_values: CcaReferenceValues | None = None
+    sim_hosts: frozenset[str] | None = None
+    """sim: the host key addresses (lower-case 0x hex) whose evidence is accepted; None: any.
+    Sim evidence proves only which host key signed it, so a devnet's client that accepts sim
+    at all may at least pin the simulated machines it trusts."""
 
     @classmethod
     def from_mapping(cls, raw: object) -> Policy:
@@ -124,11 +128,13 @@ class Policy:
                 if raw.get("cca_reference_values") is not None
                 else None
             ),
+            sim_hosts=_sim_hosts(raw),
         )
 
 
 POLICY_KEYS = frozenset(
     {
+        "sim_hosts",
         "accepted_kinds",
         "min_tcb_status",
         "allow_debug",
@@ -228,6 +234,10 @@ def evaluate(
     if (claims.insecure or claims.kind == TeeKind.SIM) and not policy.allow_sim:
         what = f"{claims.not_hardware}, not hardware," if claims.not_hardware else "sim evidence"
         reasons.append(f"INSECURE {what} is refused by this policy")
+    if claims.kind == TeeKind.SIM and policy.sim_hosts is not None:
+        host = claims.signer_ids[0].lower() if claims.signer_ids else "(none)"
+        if host not in policy.sim_hosts:
+            reasons.append(f"sim host {host} is not one of the policy's sim_hosts")
     if claims.kind != TeeKind.SIM and claims.kind not in policy.accepted_kinds:
         reasons.append(f"TEE kind {claims.kind.label} is not accepted")
     if claims.debug and not policy.allow_debug:
@@ -318,3 +328,17 @@ def _snp_tcb_reasons(policy: Policy, claims: Claims) -> list[str]:
     if not below:
         return []
     return [f"SEV-SNP {claims.platform} reported TCB below the floor: {', '.join(below)}"]
+
+
+def _sim_hosts(raw: Mapping[Any, Any]) -> frozenset[str] | None:
+    hosts = _optional_strings(raw, "sim_hosts")
+    if hosts is None:
+        return None
+    for host in hosts:
+        if not (host.startswith("0x") and len(host) == 42):
+            raise PolicyInvalid(f"sim_hosts: {host!r} is not a 0x address of 20 bytes")
+        try:
+            bytes.fromhex(host[2:])
+        except ValueError as exc:
+            raise PolicyInvalid(f"sim_hosts: {host!r} is not hex") from exc
+    return frozenset(h.lower() for h in hosts)

@@ -40,9 +40,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from node.enclave.backend import SandboxInstance, sim_backend  # noqa: E402
+from node.enclave.envelope import seal_job_input_bytes  # noqa: E402
 from node.enclave.jobs import JobId, JobLimits, JobOutcome, JobSpec  # noqa: E402
 from node.enclave.native_sandbox import detect_native_sandbox  # noqa: E402
-from node.enclave.sealing import Direction, public_key_bytes, seal_bytes  # noqa: E402
+from node.enclave.sealing import public_key_bytes  # noqa: E402
 from node.enclave.workloads import ExecWorkload, OnnxWorkload, WasmWorkload  # noqa: E402
 from proofs.receipts import job_market_domain  # noqa: E402
 
@@ -61,9 +62,11 @@ def best(repeat: int, run: Callable[[], object]) -> float:
 
 def run_job(instance: SandboxInstance, args: tuple[str, ...], data: bytes = b"") -> JobOutcome:
     client = X25519PrivateKey.generate()
-    spec = JobSpec(JobId(os.urandom(32)), "0x" + "33" * 20, public_key_bytes(client),
+    spec = JobSpec(JobId(os.urandom(32)), "0x" + "33" * 20,
                    job_market_domain(1, "0x" + "11" * 20), LIMITS, args)  # fmt: skip
-    sealed = seal_bytes(instance.hpke_public_key, spec.job_id, Direction.INPUT, data)
+    sealed = seal_job_input_bytes(
+        instance.hpke_public_key, spec.job_id, public_key_bytes(client), data
+    )
     outcome = instance.run_job(spec, io.BytesIO(sealed), io.BytesIO())
     if not outcome.succeeded:
         raise RuntimeError(f"bench job failed: {outcome.failure}")

@@ -240,7 +240,7 @@ class _HashingUpload:
 
 
 class NoEvidence:
-    async def current_evidence(self) -> None:
+    async def current_evidence(self, enclave_key: str | None = None) -> None:
         return None
 
     async def quote(self, *args: Any) -> Any:

@@ -13,6 +13,7 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from functools import partial
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Path, Query, Request
@@ -25,7 +26,14 @@ from starlette.routing import Match
 
 from node import __version__
 from node.api import paths
-from node.api.errors import ApiError, InvalidAction, NotFound, Unavailable, WrongRole
+from node.api.errors import (
+    ApiError,
+    InvalidAction,
+    NotFound,
+    NotReady,
+    Unavailable,
+    WrongRole,
+)
 from node.api.models import (
     MAX_LIMIT,
     AcceptJob,
@@ -41,10 +49,12 @@ from node.api.models import (
     JobIdText,
     JobList,
     JobView,
-    NewJob,
     NodeStatus,
     OfferList,
     PeerList,
+    StagedInput,
+    SubmitJob,
+    SubmittedJob,
     TransactionList,
     Withdraw,
 )
@@ -80,13 +90,21 @@ class ApiBackend(Protocol):
 
     async def act(self, action: Action, *, job_id: str | None = None) -> ActionOutcome: ...
 
+    async def stage_input(self, data: bytes) -> StagedInput: ...
+
+    async def submit(self, action: SubmitJob) -> SubmittedJob: ...
+
+    def output_of(self, job_id: str) -> FilePath: ...
+
 
 class ApiApp:
     """The ASGI application the server runs: the gate in front of the FastAPI app."""
 
-    def __init__(self, backend: ApiBackend, token: str, metrics: Metrics) -> None:
+    def __init__(
+        self, backend: ApiBackend, token: str, metrics: Metrics, *, max_input: int = 0
+    ) -> None:
         self.api = build_api(backend, metrics)
-        self._gate = RequestGate(self.api, token)
+        self._gate = RequestGate(self.api, token, max_input=max_input)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._gate(scope, receive, send)
@@ -104,7 +122,8 @@ JobIdPath = Annotated[JobIdText, Path()]
 
 _ERROR_TEXT = {
     404: "No such resource",
-    409: "Not an action this node's role takes",
+    409: "Not an action this node's role takes, or not yet possible (an output not verified)",
+    413: "The body is larger than this node takes",
     422: "The request does not match its schema, or names values that cannot be used",
     503: "The daemon cannot take the action now (busy or stopping); retry later",
 }
@@ -181,14 +200,54 @@ def build_api(backend: ApiBackend, metrics: Metrics) -> FastAPI:
         return JobView.model_validate(rows[0])
 
     @api.post(
-        paths.JOBS,
-        summary="Client: create a job, by matching a provider's quote or by posting it open",
-        description="The job id is derived from this node's address and the request's nonce.",
+        paths.INPUTS,
+        summary="Client: stage a plaintext input (the raw bytes as the body)",
+        description="The input stays on this machine: the daemon seals it to the enclave it "
+        "chooses. Bodies up to the client's `max_input_bytes`.",
         tags=["jobs"],
-        responses=_ACTION,
+        responses=_errors(409, 413, 422, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            }
+        },
     )
-    async def create_job(body: NewJob) -> ActionOutcome:
-        return await act(body, [Role.CLIENT])
+    async def stage_input(request: Request) -> StagedInput:
+        if backend.role is not Role.CLIENT:
+            raise WrongRole(
+                f"staging inputs is for a client node; this node is a {backend.role.value}"
+            )
+        return await backend.stage_input(await request.body())
+
+    @api.post(
+        paths.JOBS,
+        summary="Client: submit a job; the daemon picks, checks and pays a provider",
+        description="The job id is derived from this node's address and the request id, so a "
+        "retried submission is the same job.",
+        tags=["jobs"],
+        responses=_errors(409, 422, 503),
+    )
+    async def submit_job(body: SubmitJob) -> SubmittedJob:
+        if backend.role is not Role.CLIENT:
+            raise WrongRole(
+                f"submitting jobs is for a client node; this node is a {backend.role.value}"
+            )
+        return await backend.submit(body)
+
+    @api.get(
+        paths.JOB_OUTPUT,
+        summary="Client: a verified job's decrypted output (raw bytes)",
+        tags=["jobs"],
+        responses={
+            200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}},
+            **_errors(404, 409, 422),
+        },
+        response_class=Response,
+    )
+    async def job_output(job_id: JobIdPath) -> Response:
+        path = backend.output_of(job_id.lower())
+        return Response(path.read_bytes(), media_type="application/octet-stream")
 
     @api.post(
         paths.ACCEPT_JOB,
@@ -274,6 +333,7 @@ def _where(status: str | None) -> dict[str, str]:
 _STATUS_OF: dict[type[ApiError], int] = {
     NotFound: 404,
     WrongRole: 409,
+    NotReady: 409,
     InvalidAction: 422,
     Unavailable: 503,
 }
@@ -387,9 +447,10 @@ class RequestGate:
     without having to ask for it.
     """
 
-    def __init__(self, app: Asgi, token: str) -> None:
+    def __init__(self, app: Asgi, token: str, *, max_input: int = 0) -> None:
         self._app = app
         self._token = token.encode()
+        self._max_input = max_input  # the input staging path's own limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -400,8 +461,11 @@ class RequestGate:
                 send, 401, "missing or wrong bearer token", [(b"www-authenticate", b"Bearer")]
             )
             return
-        too_large = f"body larger than {MAX_BODY} bytes"
-        if _declared_length(scope) > MAX_BODY:
+        limit = MAX_BODY
+        if scope["path"] == paths.INPUTS and scope.get("method") == "POST":
+            limit = max(self._max_input, MAX_BODY)
+        too_large = f"body larger than {limit} bytes"
+        if _declared_length(scope) > limit:
             await _send_error(send, 413, too_large)
             return
         body = bytearray()
@@ -410,7 +474,7 @@ class RequestGate:
             if message["type"] != "http.request":
                 return  # the client went away before sending its body
             body += message.get("body", b"")
-            if len(body) > MAX_BODY:
+            if len(body) > limit:
                 await _send_error(send, 413, too_large)
                 return
             if not message.get("more_body"):

@@ -24,9 +24,10 @@ from node.api.models import (
     JobIdText,
     JobList,
     JobView,
-    MatchJob,
     NodeStatus,
-    PostJob,
+    StagedInput,
+    SubmitJob,
+    SubmittedJob,
     Withdraw,
 )
 from node.state.model import JobStatus
@@ -83,8 +84,21 @@ class ApiClient:
 
     # ------------------------------------------------------------------ actions
 
-    def create_job(self, action: MatchJob | PostJob) -> ActionOutcome:
-        return self._act(paths.JOBS, action)
+    def stage_input(self, data: bytes) -> StagedInput:
+        return self._request(
+            "POST",
+            paths.INPUTS,
+            StagedInput,
+            content=data,
+            headers={"content-type": "application/octet-stream"},
+        )
+
+    def submit(self, action: SubmitJob) -> SubmittedJob:
+        body = action.model_dump(mode="json", exclude_none=True)
+        return self._request("POST", paths.JOBS, SubmittedJob, json=body)
+
+    def output(self, job_id: str) -> bytes:
+        return self._send("GET", _job_path(paths.JOB_OUTPUT, job_id)).content
 
     def accept_job(self, job_id: str, action: AcceptJob) -> ActionOutcome:
         return self._act(_job_path(paths.ACCEPT_JOB, job_id), action)
@@ -105,6 +119,15 @@ class ApiClient:
         return self._request("POST", path, ActionOutcome, json=body)
 
     def _request(self, method: str, path: str, answer: type[Answer], **kwargs: Any) -> Answer:
+        response = self._send(method, path, **kwargs)
+        try:
+            return answer.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ApiError(
+                f"{method} {path}: the daemon's answer is not a {answer.__name__}: {exc}"
+            ) from exc
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -117,12 +140,7 @@ class ApiClient:
             except ValidationError:
                 detail = response.text
             raise ApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
-        try:
-            return answer.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ApiError(
-                f"{method} {path}: the daemon's answer is not a {answer.__name__}: {exc}"
-            ) from exc
+        return response
 
 
 def _job_path(template: str, job_id: str) -> str:

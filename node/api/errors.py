@@ -15,6 +15,11 @@ class WrongRole(ApiError):
     """The action is not one this node's role takes; becomes HTTP 409."""
 
 
+class NotReady(ApiError):
+    """The resource exists but is not there yet (a job's output before it is verified);
+    becomes HTTP 409."""
+
+
 class InvalidAction(ApiError):
     """The action is well-formed but cannot be carried out as given; becomes HTTP 422."""
 

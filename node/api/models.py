@@ -8,13 +8,11 @@ or from the OpenAPI document, which is generated from them.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
-from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.uint import UintText
-from node.chain.typed_data import JobRequest, Offer
 from node.config.model import Role
 from node.state.model import ApprovalStatus, JobStatus
 from node.store.records import TxStatus
@@ -73,6 +71,32 @@ class ChainPosition(BaseModel):
     confirmed_block: int | None = Field(description="The last block the watcher confirmed")
 
 
+class EnclaveKeyView(BaseModel):
+    enclave_key: AddressText
+    workload: str
+    tee_kind: int
+    measurement: Bytes32
+    status: str = Field(description="attesting, registering, registered, refused, retired, expired")
+    expires_at: int = Field(description="Unix time the key's registration ends (0: not yet)")
+    reason: str = Field(description="Why the key was refused, when it was")
+
+
+class ProviderStatus(BaseModel):
+    backend: str = Field(description="The enclave backend (tdx, sev-snp, sgx-gramine, sim)")
+    insecure: bool = Field(description="True for sim: no hardware protects the jobs (INSECURE)")
+    sim_host: str | None = Field(
+        default=None,
+        description="sim: the host key's address, what a client's policy `sim_hosts` pins",
+    )
+    registered: bool = Field(description="The provider is registered in the registry")
+    keys: list[EnclaveKeyView]
+    unspent_earnings: WeiText = Field(description="Payouts since the last withdrawal sent")
+    waiting_for: list[str] = Field(
+        description="Why no job can come yet (not registered, no approved key, ...); empty "
+        "when offers are out"
+    )
+
+
 class NodeStatus(BaseModel):
     version: str
     role: Role
@@ -82,6 +106,7 @@ class NodeStatus(BaseModel):
     jobs: int = Field(description="Jobs in the node's state")
     effects_pending: int = Field(description="Effects recorded and not yet settled")
     chain: ChainPosition
+    provider: ProviderStatus | None = Field(default=None, description="A provider's enclaves")
 
 
 class JobView(BaseModel):
@@ -95,6 +120,11 @@ class JobView(BaseModel):
     output_hash: Bytes32 | None
     error: str = Field(description="Why the job failed, when it did")
     updated_seq: int = Field(description="The state change that last changed this job")
+    detail: str = Field(
+        default="{}",
+        description="The job's other fields as JSON text (workload, candidate, TEE kind, "
+        "insecure, output hash and size, transactions, why earlier candidates were dropped)",
+    )
 
 
 class EffectStatus(StrEnum):
@@ -149,6 +179,8 @@ class ApprovalView(BaseModel):
     enclave_key: AddressText
     reason: str
     updated_seq: int
+    peer_id: str  # who asked
+    signature: str  # the KeyAttestation signature when approved, "" otherwise
 
 
 class JobList(BaseModel):
@@ -219,116 +251,41 @@ class Withdraw(Action):
     to: AddressText | None = Field(default=None, description="Recipient (default: this node)")
 
 
-class JobRequestBody(_Body):
-    """JobMarket's JobRequest struct."""
-
-    spec_hash: Bytes32
-    input_hash: Bytes32
-    tee_kinds: Uint8 = Field(description="Bit mask of acceptable TEE kinds")
-    measurement: Bytes32 = Field(description="Required measurement; zero: any allowed")
-    min_tcb_status: Uint8
-    max_price: Uint256
-    deadline: Uint64
-    nonce: Uint256 = Field(description="Makes the job id: keccak256(abi.encode(client, nonce))")
-
-    @classmethod
-    def of(cls, request: JobRequest) -> JobRequestBody:
-        return cls(
-            spec_hash=_hex(request.spec_hash),
-            input_hash=_hex(request.input_hash),
-            tee_kinds=request.tee_kinds,
-            measurement=_hex(request.measurement),
-            min_tcb_status=request.min_tcb_status,
-            max_price=str(request.max_price),
-            deadline=str(request.deadline),
-            nonce=str(request.nonce),
-        )
-
-    def to_request(self) -> JobRequest:
-        return JobRequest(
-            bytes.fromhex(self.spec_hash[2:]),
-            bytes.fromhex(self.input_hash[2:]),
-            self.tee_kinds,
-            bytes.fromhex(self.measurement[2:]),
-            self.min_tcb_status,
-            int(self.max_price),
-            int(self.deadline),
-            int(self.nonce),
-        )
+class WorkloadKindText(StrEnum):
+    WASM = "wasm"
+    ONNX = "onnx"
+    EXEC = "exec"
 
 
-class OfferBody(_Body):
-    """JobMarket's Offer struct: a provider's signed quote."""
+class StagedInput(BaseModel):
+    """A plaintext input the client daemon holds until a job takes it."""
 
-    provider: AddressText
-    enclave_key: AddressText = Field(description="The attested enclave key that runs the job")
-    tee_kind: Uint8
-    measurement: Bytes32
-    price: Uint256
-    min_duration: Uint64 = Field(description="Seconds the provider needs at least")
-    max_duration: Uint64
-    valid_until: Uint64
-    request_hash: Bytes32 = Field(description="The quoted request's hash; zero: standing offer")
-    nonce: Uint256
-
-    @classmethod
-    def of(cls, offer: Offer) -> OfferBody:
-        return cls(
-            provider=offer.provider,
-            enclave_key=offer.enclave_key,
-            tee_kind=offer.tee_kind,
-            measurement=_hex(offer.measurement),
-            price=str(offer.price),
-            min_duration=str(offer.min_duration),
-            max_duration=str(offer.max_duration),
-            valid_until=str(offer.valid_until),
-            request_hash=_hex(offer.request_hash),
-            nonce=str(offer.nonce),
-        )
-
-    def to_offer(self) -> Offer:
-        return Offer(
-            to_checksum_address(self.provider),
-            to_checksum_address(self.enclave_key),
-            self.tee_kind,
-            bytes.fromhex(self.measurement[2:]),
-            int(self.price),
-            int(self.min_duration),
-            int(self.max_duration),
-            int(self.valid_until),
-            bytes.fromhex(self.request_hash[2:]),
-            int(self.nonce),
-        )
+    input_id: Bytes32 = Field(description="sha256 of the input: the id a job submission names")
+    size: int
 
 
-class _NewJob(Action):
-    request: JobRequestBody
-    value: Uint256 = Field(
-        default="0",
-        description="Wei sent along with the call: in a market paid in the chain's native "
-        "currency, what to escrow (the offer's price, or the request's max_price for a post); "
-        "what is missing comes from this node's free balance",
+class SubmitJob(Action):
+    """Client: run a workload on an input; the daemon finds, checks and pays a provider."""
+
+    workload: WorkloadKindText
+    measurement: Bytes32 = Field(
+        description="The workload's measurement (`capa job submit` "
+        "computes it from the module, model or image)"
     )
+    input_id: Bytes32 = Field(description="A staged input (POST /v1/inputs)")
+    tee_kinds: Uint8 = Field(
+        default=0,
+        description="Bit mask of acceptable TEE kinds (bit i: TeeKind i); 0: any kind",
+    )
+    min_tcb_status: Uint8 = 0
+    max_price: PositiveUint256 = Field(description="Wei at most for the whole job")
+    timeout_s: Uint64 = Field(default="600", description="Seconds from matching to the deadline")
+    cpu_cores: Uint64 = "1"
+    memory_mib: Uint64 = "256"
 
 
-class MatchJob(_NewJob):
-    """Client: pay a provider's quote into escrow; the job is assigned at once."""
-
-    kind: Literal["match"]
-    offer: OfferBody
-    signature: Annotated[
-        str,
-        Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="The provider's 65-byte signature"),
-    ]
-
-
-class PostJob(_NewJob):
-    """Client: post the job open, for any qualified provider to accept."""
-
-    kind: Literal["post"]
-
-
-NewJob = Annotated[MatchJob | PostJob, Field(discriminator="kind")]
+class SubmittedJob(ActionOutcome):
+    job_id: JobIdText
 
 
 def _hex(value: bytes) -> str:

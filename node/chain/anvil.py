@@ -40,6 +40,26 @@ def anvil_binary() -> str:
     return found
 
 
+def anvil_command(*, chain_id: int = 31337, block_time: float | None = None) -> list[str]:
+    """anvil on 127.0.0.1, any free port, `DEV_PRIVATE_KEYS` funded.
+
+    With `block_time`, blocks also come at that interval besides one per transaction
+    (mixed mining): chain time moves and confirmations accrue while nobody sends anything.
+    """
+    args = [anvil_binary(), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
+    args += ["--accounts", str(len(DEV_PRIVATE_KEYS))]
+    if block_time is not None:
+        args += ["--block-time", f"{block_time:g}", "--mixed-mining"]
+    return args
+
+
+def listening_url(line: str) -> str | None:
+    """The RPC URL from anvil's "Listening on HOST:PORT" line; None for any other line."""
+    if not line.startswith("Listening on "):
+        return None
+    return "http://" + line.split("Listening on ", 1)[1].strip()
+
+
 @dataclass(frozen=True)
 class AnvilNode:
     rpc_url: str
@@ -50,17 +70,7 @@ class AnvilNode:
 @contextmanager
 def run_anvil(*, chain_id: int = 31337, timeout: float = 30.0) -> Iterator[AnvilNode]:
     """Run anvil on 127.0.0.1 with an OS-chosen port; yields once it listens."""
-    args = [
-        anvil_binary(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--chain-id",
-        str(chain_id),
-        "--accounts",
-        "10",
-    ]
+    args = anvil_command(chain_id=chain_id)
     env = {**os.environ, "NO_COLOR": "1"}
     proc = subprocess.Popen(
         args,
@@ -93,8 +103,9 @@ def _wait_for_listening(proc: subprocess.Popen[str], timeout: float) -> str:
         for line in proc.stdout:
             if not ready.is_set():
                 seen.append(line)
-                if line.startswith("Listening on "):
-                    found.append(line.split("Listening on ", 1)[1].strip())
+                url = listening_url(line)
+                if url is not None:
+                    found.append(url)
                     ready.set()
         ready.set()  # process ended
 
@@ -103,4 +114,4 @@ def _wait_for_listening(proc: subprocess.Popen[str], timeout: float) -> str:
         proc.kill()
         tail = "".join(seen[-20:])
         raise RpcUnavailable(f"anvil did not start within {timeout:.0f}s:\n{tail}")
-    return f"http://{found[0]}"
+    return found[0]

@@ -158,6 +158,16 @@ class ChainClient:
             tx = fn.build_transaction(self._tx_params(sender, value))
         return self._send(name, tx, sender)
 
+    def transfer(self, sender: LocalAccount, to: str, value: int) -> TxReceipt:
+        """Send `value` wei of the native currency and wait for the receipt."""
+        tx = self._tx_params(sender, value)
+        tx["to"] = to_checksum_address(to)
+        with self.errors("transfer", sender):
+            tx["gas"] = self.w3.eth.estimate_gas(tx)
+            tx["maxPriorityFeePerGas"] = self.w3.eth.max_priority_fee
+        tx["maxFeePerGas"] = Wei(self.max_fee_per_gas())
+        return self._send("transfer", tx, sender)
+
     def balance(self, address: str) -> int:
         """The account's balance in the chain's native currency, in wei."""
         with self.errors("eth_getBalance"):

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -25,7 +26,7 @@ from eth_utils.address import to_checksum_address
 
 from node.chain.artifacts import abi_selector, abi_type, load_artifact
 from node.chain.client import decode_revert
-from node.chain.errors import RpcRequestError
+from node.chain.errors import ChainError, RpcRequestError
 from node.chain.rpc import JsonRpc
 from node.metrics import Metrics
 from node.state.changes import StateChange, TxConfirmed, TxReverted
@@ -55,10 +56,18 @@ class _Function:
     inputs: tuple[dict[str, Any], ...]
 
 
+# The artifact of each contract a SendTransaction may target (node.state.effects.Contract).
+_ARTIFACT_OF = {
+    "market": "JobMarket",
+    "verifier": "AttestationVerifier",
+    "registry": "ProviderRegistry",
+}
+
+
 @cache
-def _market_functions() -> dict[str, _Function]:
+def _functions(artifact: str) -> dict[str, _Function]:
     found = {}
-    for item in load_artifact("JobMarket").abi:
+    for item in load_artifact(artifact).abi:
         if item["type"] == "function":
             found[item["name"]] = _Function(abi_selector(item), tuple(item["inputs"]))
     return found
@@ -82,16 +91,21 @@ def _from_json(param: dict[str, Any], value: Any) -> Any:
 
 def encode_market_call(function: str, args_json: str) -> bytes:
     """Calldata for JobMarket.`function` from the effect's JSON arguments."""
-    spec = _market_functions()[function]
+    return encode_call("market", function, args_json)
+
+
+def encode_call(contract: str, function: str, args_json: str) -> bytes:
+    """Calldata for `function` of one of our contracts from the effect's JSON arguments."""
+    spec = _functions(_ARTIFACT_OF[contract])[function]
     values = json.loads(args_json)
     converted = [_from_json(p, v) for p, v in zip(spec.inputs, values, strict=True)]
     return spec.selector + encode([abi_type(p) for p in spec.inputs], converted)
 
 
-def revert_reason(error: RpcRequestError) -> str | None:
+def revert_reason(error: RpcRequestError, contract: str = "market") -> str | None:
     """The decoded reason when `error` is an execution revert, else None."""
     if error.data is not None and len(error.data) >= 4:
-        revert = decode_revert("JobMarket", error.data)
+        revert = decode_revert(_ARTIFACT_OF[contract], error.data)
         shown = ", ".join(
             "0x" + a.hex() if isinstance(a, bytes) else str(a) for a in revert.args_decoded
         )
@@ -110,6 +124,7 @@ class TxSender:
         *,
         market: Address,
         chain_id: int,
+        targets: Mapping[str, Address] | None = None,
         confirmations: int,
         fees: FeePolicy,
         poll_interval: float,
@@ -120,6 +135,8 @@ class TxSender:
         self._account = account
         self._address = Address(account.address)
         self._market = market
+        # Where each contract of a SendTransaction lives; the market alone unless told more.
+        self._targets: dict[str, Address] = {"market": market, **(targets or {})}
         self._chain_id = chain_id
         self._depth = confirmations
         self._fees = fees
@@ -129,6 +146,10 @@ class TxSender:
         self._next_nonce: int | None = None
         self.attempt_recorded = trio.Event()  # set at each signed attempt; replaced after
 
+    def learn_targets(self, targets: Mapping[str, Address]) -> None:
+        """Addresses found after start (the market names its verifier and registry)."""
+        self._targets.update(targets)
+
     async def execute(self, effect: SendTransaction) -> StateChange:
         record = self._store.transaction_for(effect.effect_id)
         if record is not None and record.status is TxStatus.CONFIRMED:
@@ -137,12 +158,15 @@ class TxSender:
         if record is not None and record.status in (TxStatus.REVERTED, TxStatus.FAILED):
             return TxReverted(effect.effect_id, record.mined_hash, record.reason)
         if record is None:
-            data = encode_market_call(effect.function, effect.args)
-            call = self._call_object(data, effect.value)
+            contract = effect.contract.value
+            if contract not in self._targets:
+                raise ChainError(f"{effect.effect_id}: no address known for the {contract}")
+            data = encode_call(contract, effect.function, effect.args)
+            call = self._call_object(data, effect.value, self._targets[contract])
             try:
                 gas = int(await self._rpc.call("eth_estimateGas", [call]), 16)
             except RpcRequestError as exc:
-                reason = revert_reason(exc)
+                reason = revert_reason(exc, contract)
                 if reason is None:
                     raise
                 self._metrics.tx_reverted.inc()
@@ -151,7 +175,10 @@ class TxSender:
             max_fee, tip = await self._market_fees()
             async with self._nonce_lock:
                 nonce = await self._allocate_nonce()
-                attempt = self._sign(nonce, data, effect.value, gas + gas // 4, max_fee, tip)
+                attempt = self._sign(
+                    nonce, data, effect.value, gas + gas // 4, max_fee, tip,
+                    to=self._targets[contract],
+                )  # fmt: skip
                 self._store.record_attempt(effect.effect_id, self._address, nonce, attempt)
                 self._next_nonce = nonce + 1
             self._announce_attempt()
@@ -161,10 +188,10 @@ class TxSender:
             log.info("resuming %s: resending its signed transaction", effect.effect_id)
         return await self._see_through(record, effect)
 
-    def _call_object(self, data: bytes, value: int) -> dict[str, str]:
+    def _call_object(self, data: bytes, value: int, to: Address) -> dict[str, str]:
         return {
             "from": self._address,
-            "to": self._market,
+            "to": to,
             "data": "0x" + data.hex(),
             "value": hex(value),
         }
@@ -229,11 +256,13 @@ class TxSender:
     async def _replay_revert(self, effect: SendTransaction, block: int) -> str:
         """Re-run the call on the state its block left, which includes whatever ran before it
         in that block (the usual cause: another transaction got there first)."""
-        call = self._call_object(encode_market_call(effect.function, effect.args), effect.value)
+        contract = effect.contract.value
+        data = encode_call(contract, effect.function, effect.args)
+        call = self._call_object(data, effect.value, self._targets[contract])
         try:
             await self._rpc.call("eth_call", [call, hex(block)])
         except RpcRequestError as exc:
-            return revert_reason(exc) or exc.message
+            return revert_reason(exc, contract) or exc.message
         return "reverted on-chain (status 0); the call succeeds in isolation, likely out of gas or ordering"
 
     async def _receipt(self, attempts: list[TxAttempt]) -> dict[str, Any] | None:
@@ -269,8 +298,11 @@ class TxSender:
                 self._fees.max_fee_cap // GWEI,
             )
             return None
-        data = encode_market_call(effect.function, effect.args)
-        attempt = self._sign(record.nonce, data, effect.value, last.gas, max_fee, tip)
+        contract = effect.contract.value
+        data = encode_call(contract, effect.function, effect.args)
+        attempt = self._sign(
+            record.nonce, data, effect.value, last.gas, max_fee, tip, to=self._targets[contract]
+        )
         self._store.record_attempt(effect.effect_id, self._address, record.nonce, attempt)
         self._metrics.tx_bumped.inc()
         log.info(
@@ -303,14 +335,22 @@ class TxSender:
         return self._next_nonce
 
     def _sign(
-        self, nonce: int, data: bytes, value: int, gas: int, max_fee: int, tip: int
+        self,
+        nonce: int,
+        data: bytes,
+        value: int,
+        gas: int,
+        max_fee: int,
+        tip: int,
+        *,
+        to: Address,
     ) -> TxAttempt:
         signed = self._account.sign_transaction(
             {
                 "type": 2,
                 "chainId": self._chain_id,
                 "nonce": nonce,
-                "to": HexStr(self._market),
+                "to": HexStr(to),
                 "value": value,
                 "data": data,
                 "gas": gas,

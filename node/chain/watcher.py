@@ -181,6 +181,7 @@ class ChainWatcher:
         self._next_block = stored.number + 1 if stored else start_block
         self._known: dict[int, Hash32] = {b.number: b.block_hash for b in store.seen_blocks()}
         self._last_head: int | None = None
+        self.head_time = 0  # the newest block's timestamp: the chain's clock
         self.polled = trio.Event()  # set after each completed poll; replaced for the next
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -199,6 +200,7 @@ class ChainWatcher:
         if head == self._last_head and not reorged:
             self._announce_poll()
             return
+        self.head_time = max(self.head_time, int((await self._block(head))["timestamp"], 16))
         target = head - self._depth
         while self._next_block <= target:
             end = min(target, self._next_block + self._log_range - 1)

@@ -22,7 +22,7 @@ from node.chain.manifest import read_manifest
 from node.cli.output import CommandFailed, ExitCode, print_fields, print_json, reporting
 from node.config.errors import SettingError
 from node.config.loader import parse_config
-from node.config.model import Role
+from node.config.model import Backend, Role
 from node.config.template import render_config
 from node.keys.account import PasswordSource, create_keystore
 from node.keys.errors import KeyFileExists
@@ -38,6 +38,7 @@ _FLAGS = {
     "chain.chain_id": "--chain-id",
     "chain.market": "--market",
     "api.port": "--api-port",
+    "provider.backend": "--backend",
 }
 
 
@@ -123,6 +124,7 @@ def init_node(
     api_port: int = DEFAULT_API_PORT,
     start_block: int = 0,
     scrypt_n: int | None = None,
+    backend: Backend | None = None,
 ) -> InitResult:
     """Create `directory`/capa.toml and its keys; refuses to overwrite anything and leaves
     nothing behind when it fails."""
@@ -136,6 +138,7 @@ def init_node(
         market=market,
         api_port=api_port,
         start_block=start_block,
+        backend=backend,
     )
     # Checked as the file it will be, before anything exists: a config we write must be one
     # we can read, and its errors name the user's file, not a staging copy.
@@ -234,6 +237,14 @@ def init_command(
             "CAPA_KEYSTORE_PASSWORD, else a prompt).",
         ),
     ] = None,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            "--backend",
+            help="Provider: the enclave backend (tdx, sev-snp, sgx-gramine; sim is INSECURE, "
+            "devnets only) [default: the one `capa node probe` finds on this machine].",
+        ),
+    ] = None,
     scrypt_n: Annotated[
         int | None,
         typer.Option(
@@ -267,6 +278,11 @@ def init_command(
                 manifest.market,
                 manifest.deploy_block,
             )
+        if (directory / CONFIG_NAME).exists():  # before any prompt or probe
+            raise KeyFileExists(
+                f"{directory / CONFIG_NAME} already exists: refusing to overwrite it"
+            )
+        chosen_backend = _backend_for(role, backend)
         port, port_note = choose_api_port(api_port)
         password = PasswordSource.from_flag(password_file).read(confirm=True)
         result = _init_with_flags(
@@ -279,6 +295,7 @@ def init_command(
             api_port=port,
             start_block=start_block,
             scrypt_n=scrypt_n,
+            backend=chosen_backend,
         )
         if as_json:
             print_json(
@@ -306,3 +323,24 @@ def init_command(
                 "no market yet: set chain.market in the config (or init with --deployment FILE) "
                 "before `capa node run`"
             )
+
+
+def _backend_for(role: Role, named: Backend | None) -> Backend | None:
+    """The named backend, else the one hardware this machine attests; sim only by name."""
+    if role is not Role.PROVIDER or named is not None:
+        return named
+    from node.enclave.probe import probe_attesters
+
+    found = {c.name for c in probe_attesters() if c.available and c.name != "sim"}
+    for backend, label in (
+        (Backend.TDX, "tdx"),
+        (Backend.SEV_SNP, "sev-snp"),
+        (Backend.SGX_GRAMINE, "sgx"),
+    ):
+        if label in found:
+            return backend
+    raise CommandFailed(
+        "no TEE this node can attest was found on this machine (`capa node probe` says why)",
+        hint="name one with --backend; --backend sim runs an INSECURE devnet provider",
+        code=ExitCode.USAGE,
+    )

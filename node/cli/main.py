@@ -9,7 +9,9 @@ from node import __version__
 from node.cli import help as _help
 from node.cli.attest import attest_app
 from node.cli.chain import chain_app
+from node.cli.devnet import devnet_app
 from node.cli.init import init_command
+from node.cli.job import job_app
 from node.cli.node import node_app
 from node.cli.output import install_usage_errors
 from node.cli.provider import provider_app
@@ -25,8 +27,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(chain_app, name="chain")
+app.add_typer(devnet_app, name="devnet")
 app.add_typer(attest_app, name="attest")
 app.add_typer(node_app, name="node")
+app.add_typer(job_app, name="job")
 app.add_typer(provider_app, name="provider")
 app.add_typer(wallet_app, name="wallet")
 app.command("init")(init_command)

@@ -131,9 +131,49 @@ def _act(config: Path, action: Callable[[ApiClient], ActionOutcome]) -> None:
 
 
 @node_app.command("status")
-def status(config: ConfigOption = Path("capa.toml")) -> None:
-    """Ask the running daemon where it stands."""
-    console.print_json(_ask(config, ApiClient.status).model_dump_json())
+def status(
+    config: ConfigOption = Path("capa.toml"),
+    as_json: Annotated[bool, typer.Option("--json", help="The daemon's answer as JSON")] = False,
+) -> None:
+    """Ask the running daemon where it stands: chain, enclave keys, and why no job comes."""
+    answer = _ask(config, ApiClient.status)
+    if as_json:
+        console.print_json(answer.model_dump_json())
+        return
+    lines = [
+        ("role", f"{answer.role.value} {answer.address}"),
+        ("peer", answer.peer_id),
+        ("version", answer.version),
+    ]
+    chain = answer.chain
+    if chain.confirmed_block is None:
+        lines.append(("chain", f"not reached yet ({chain.rpc_url or 'no RPC'})"))
+    else:
+        lines.append(("chain", f"block {chain.confirmed_block} confirmed via {chain.rpc_url}"))
+    lines.append(("jobs", f"{answer.jobs} known, {answer.effects_pending} actions pending"))
+    provider = answer.provider
+    if provider is not None:
+        backend = provider.backend
+        if provider.insecure:
+            backend += " (INSECURE: simulated enclave, no hardware protects jobs)"
+        lines.append(("enclave", backend))
+        lines.append(("registered", "yes" if provider.registered else "no"))
+        for key in provider.keys:
+            until = f", expires {_when(key.expires_at)}" if key.expires_at else ""
+            why = f": {key.reason}" if key.reason else ""
+            lines.append(("key", f"{key.enclave_key} {key.workload} {key.status}{until}{why}"))
+        lines.append(("earned", f"{provider.unspent_earnings} wei not yet withdrawn"))
+        for reason in provider.waiting_for:
+            lines.append(("no jobs", reason))
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        console.print(f"{name.ljust(width)}  {value}", highlight=False, soft_wrap=True)
+
+
+def _when(unix: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @node_app.command("jobs")

@@ -6,6 +6,7 @@ error names the key, where the value came from and what would have been accepted
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -13,17 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from node.amounts import AmountError, parse_amount
 from node.config.errors import ConfigFileError, SettingError
 from node.config.model import (
     ApiSection,
+    Backend,
     ChainSection,
+    ClientSection,
     KeysSection,
     LogSection,
     NodeConfig,
     NodeSection,
     P2PSection,
+    ProviderSection,
     Role,
     StoreSection,
+    VerifierSection,
+    WorkloadConfig,
 )
 from node.state.values import Address, to_address
 
@@ -118,6 +125,12 @@ def _optional_address(value: Any, from_env: bool) -> Address | None:
     return to_address(value.strip())
 
 
+def _http_url(value: Any, from_env: bool) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+[^\s]*$", value.strip()):
+        raise _Invalid
+    return value.strip().rstrip("/")
+
+
 def _rpc_urls(value: Any, from_env: bool) -> tuple[str, ...]:
     if from_env and isinstance(value, str):
         value = [part for part in value.split(",") if part.strip()]
@@ -159,6 +172,72 @@ def _loopback_host(value: Any, from_env: bool) -> str:
     if value not in ("127.0.0.1", "localhost", "::1"):
         raise _Invalid
     return str(value)
+
+
+def _amount(value: Any, from_env: bool) -> int:
+    try:
+        return parse_amount(value)
+    except AmountError as exc:
+        raise _Invalid from exc
+
+
+def _backend(value: Any, from_env: bool) -> Backend | None:
+    if value is None or str(value).strip() == "":
+        return None  # a provider must name one (checked with the role): sim is never implied
+    try:
+        return Backend(str(value).strip().lower())
+    except ValueError as exc:
+        raise _Invalid from exc
+
+
+def _strings(value: Any, from_env: bool) -> tuple[str, ...]:
+    if from_env and isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _Invalid
+    return tuple(v.strip() for v in value)
+
+
+_WORKLOAD_KINDS = ("wasm", "onnx", "exec")
+_WORKLOAD_KEYS = {"name", "kind", "path", "argv", "memory_mib", "wall_seconds", "cpu_cores"}
+
+
+def _workloads(value: Any, from_env: bool) -> tuple[dict[str, Any], ...]:
+    """A list of tables; paths stay text here and resolve against the data dir later."""
+    if from_env and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _Invalid from exc
+    if not isinstance(value, list):
+        raise _Invalid
+    seen: set[str] = set()
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not set(item) <= _WORKLOAD_KEYS:
+            raise _Invalid
+        name, kind, path = item.get("name"), item.get("kind"), item.get("path")
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name)):
+            raise _Invalid
+        if kind not in _WORKLOAD_KINDS or not isinstance(path, str) or not path.strip():
+            raise _Invalid
+        argv = item.get("argv", [])
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise _Invalid
+        if (kind == "exec") != bool(argv) or name in seen:
+            raise _Invalid
+        limits = {}
+        for key, low in (("memory_mib", 16), ("wall_seconds", 1), ("cpu_cores", 1)):
+            if key in item:
+                number = item[key]
+                if isinstance(number, bool) or not isinstance(number, int) or number < low:
+                    raise _Invalid
+                limits[key] = number
+        seen.add(name)
+        out.append(
+            {"name": name, "kind": kind, "path": path.strip(), "argv": tuple(argv), **limits}
+        )
+    return tuple(out)
 
 
 SCHEMA: dict[str, dict[str, _Setting]] = {
@@ -204,6 +283,55 @@ SCHEMA: dict[str, dict[str, _Setting]] = {
     "log": {
         "level": _Setting(_log_level, '"debug", "info", "warning" or "error"', "info"),
         "json": _Setting(_bool, "true or false", False),
+    },
+    "provider": {
+        "backend": _Setting(
+            _backend, '"tdx", "sev-snp", "sgx-gramine" or "sim" (no hardware: INSECURE)', ""
+        ),
+        "workloads": _Setting(
+            _workloads,
+            "a list of tables with name, kind (wasm|onnx|exec), path, and argv for exec",
+            [],
+        ),
+        "stake": _Setting(_amount, 'an amount, e.g. "1eth" ("0": do not register by itself)', 0),
+        "price_per_hour": _Setting(_amount, 'an amount per hour, e.g. "0.001eth"', 0),
+        "surge_percent": _Setting(_int(0, 1000), "a percentage from 0 to 1000", 50),
+        "cpu_cores": _Setting(_int(0), "a number of cores (0: all this machine has)", 0),
+        "memory_mib": _Setting(_int(0), "a number of MiB (0: all this machine has)", 0),
+        "min_duration": _Setting(_int(1), "a number of seconds >= 1", 60),
+        "max_duration": _Setting(_int(1), "a number of seconds >= 1", 3600),
+        "quote_ttl": _Setting(_int(5), "a number of seconds >= 5", 120),
+        "batch_size": _Setting(_int(1, 1000), "a number of results from 1 to 1000", 1),
+        "batch_max_wait": _Setting(_int(1), "a number of seconds >= 1", 30),
+        "withdraw_threshold": _Setting(_amount, 'an amount ("0": leave earnings in the market)', 0),
+        "key_ttl": _Setting(_int(600), "a number of seconds >= 600", 7 * 86400),
+        "rekey_margin": _Setting(_int(60), "a number of seconds >= 60", 3600),
+        "verifiers": _Setting(
+            _strings, "a list of verifier multiaddrs ending in /p2p/<peer id>", []
+        ),
+        "input_store_bytes": _Setting(_int(1 << 20), "a number of bytes >= 1048576", 1 << 30),
+    },
+    "client": {
+        "policy_file": _Setting(_optional_path, 'a policy file path or "" (default policy)', ""),
+        "allow_sim": _Setting(_bool, "true or false (true accepts INSECURE sim enclaves)", False),
+        "max_candidates": _Setting(_int(1, 100), "a number of providers from 1 to 100", 5),
+        "max_input_bytes": _Setting(_int(1), "a number of bytes", 16 << 20),
+        "output_dir": _Setting(_text, "a directory path", "outputs"),
+    },
+    "verifier": {
+        "policy_file": _Setting(_optional_path, 'a policy file path or "" (default policy)', ""),
+        "allow_sim": _Setting(_bool, "true or false (true approves INSECURE sim enclaves)", False),
+        "collateral_dir": _Setting(_optional_path, 'a collateral directory or ""', ""),
+        "pcs_url": _Setting(
+            _http_url,
+            "an http(s) URL of Intel PCS or a PCCS",
+            "https://api.trustedservices.intel.com",
+        ),
+        "kds_url": _Setting(_http_url, "an http(s) URL of AMD KDS", "https://kdsintf.amd.com"),
+        "collateral_cache_dir": _Setting(_text, "a directory path", "collateral-cache"),
+        "max_key_ttl": _Setting(_int(600), "a number of seconds >= 600", 30 * 86400),
+        "max_nonce_age": _Setting(_int(10), "a number of seconds >= 10", 900),
+        "requests_per_minute": _Setting(_int(1), "a number >= 1", 30),
     },
     "p2p": {
         "enabled": _Setting(_bool, "true or false", True),
@@ -253,6 +381,12 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str] | None) -> No
 
     data_dir = resolve_path(values["node"]["data_dir"], base)
     password_file = values["keys"]["password_file"]
+    if values["node"]["role"] is Role.PROVIDER and values["provider"]["backend"] is None:
+        raise SettingError(
+            "provider.backend",
+            SCHEMA["provider"]["backend"].expected + ": a provider names its enclave backend",
+            source=str(path),
+        )
     return NodeConfig(
         source=path,
         node=NodeSection(role=values["node"]["role"], data_dir=data_dir),
@@ -273,7 +407,49 @@ def _build(raw: dict[str, Any], path: Path, env: Mapping[str, str] | None) -> No
             snapshot_every=values["store"]["snapshot_every"],
         ),
         log=LogSection(**values["log"]),
+        provider=_provider(values["provider"], data_dir),
+        client=_client(values["client"], data_dir),
+        verifier=_verifier(values["verifier"], data_dir),
         p2p=P2PSection(**values["p2p"]),
+    )
+
+
+def _resolve_path(text: str, root: Path) -> Path:
+    candidate = Path(text).expanduser()
+    return candidate if candidate.is_absolute() else root / candidate
+
+
+def _provider(values: dict[str, Any], data_dir: Path) -> ProviderSection:
+    workloads = tuple(
+        WorkloadConfig(**{**w, "path": _resolve_path(w["path"], data_dir)})
+        for w in values["workloads"]
+    )
+    return ProviderSection(**{**values, "workloads": workloads})
+
+
+def _client(values: dict[str, Any], data_dir: Path) -> ClientSection:
+    policy = values["policy_file"]
+    return ClientSection(
+        policy_file=_resolve_path(policy, data_dir) if policy else None,
+        allow_sim=values["allow_sim"],
+        max_candidates=values["max_candidates"],
+        max_input_bytes=values["max_input_bytes"],
+        output_dir=_resolve_path(values["output_dir"], data_dir),
+    )
+
+
+def _verifier(values: dict[str, Any], data_dir: Path) -> VerifierSection:
+    policy, collateral = values["policy_file"], values["collateral_dir"]
+    return VerifierSection(
+        policy_file=_resolve_path(policy, data_dir) if policy else None,
+        allow_sim=values["allow_sim"],
+        collateral_dir=_resolve_path(collateral, data_dir) if collateral else None,
+        pcs_url=values["pcs_url"],
+        kds_url=values["kds_url"],
+        collateral_cache_dir=_resolve_path(values["collateral_cache_dir"], data_dir),
+        max_key_ttl=values["max_key_ttl"],
+        max_nonce_age=values["max_nonce_age"],
+        requests_per_minute=values["requests_per_minute"],
     )
 
 

@@ -64,6 +64,69 @@ class LogSection:
     json: bool
 
 
+class Backend(StrEnum):
+    SIM = "sim"  # real sandboxes, no hardware: INSECURE
+    TDX = "tdx"
+    SEV_SNP = "sev-snp"
+    SGX_GRAMINE = "sgx-gramine"
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """A workload this provider serves: what it runs and how much one job may use."""
+
+    name: str
+    kind: str  # wasm | onnx | exec
+    path: Path  # the module or model file, or the exec root filesystem
+    argv: tuple[str, ...] = ()  # exec only
+    memory_mib: int = 256
+    wall_seconds: int = 60
+    cpu_cores: int = 1
+
+
+@dataclass(frozen=True)
+class ProviderSection:
+    backend: Backend | None  # None only for other roles: a provider must name one
+    workloads: tuple[WorkloadConfig, ...]
+    stake: int  # wei; 0: never register by itself
+    price_per_hour: int  # wei
+    surge_percent: int
+    cpu_cores: int  # 0: what `capa node probe` finds
+    memory_mib: int  # 0: what `capa node probe` finds
+    min_duration: int
+    max_duration: int
+    quote_ttl: int
+    batch_size: int
+    batch_max_wait: int
+    withdraw_threshold: int  # wei; 0: never withdraw by itself
+    key_ttl: int
+    rekey_margin: int
+    verifiers: tuple[str, ...]  # multiaddrs with /p2p/<peer id>
+    input_store_bytes: int
+
+
+@dataclass(frozen=True)
+class ClientSection:
+    policy_file: Path | None  # None: the default production policy (no sim, no debug)
+    allow_sim: bool  # accept INSECURE sim enclaves (devnets only)
+    max_candidates: int
+    max_input_bytes: int
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class VerifierSection:
+    policy_file: Path | None
+    allow_sim: bool
+    collateral_dir: Path | None  # offline PCS/KDS collateral; None: the live services below
+    pcs_url: str  # Intel PCS, or a PCCS speaking its v4 API
+    kds_url: str  # AMD KDS
+    collateral_cache_dir: Path  # what the live services answered, kept until it expires
+    max_key_ttl: int
+    max_nonce_age: int  # seconds a binding's block may be old
+    requests_per_minute: int  # per peer
+
+
 @dataclass(frozen=True)
 class P2PSection:
     enabled: bool
@@ -88,6 +151,9 @@ class NodeConfig:
     store: StoreSection
     log: LogSection
     p2p: P2PSection
+    provider: ProviderSection
+    client: ClientSection
+    verifier: VerifierSection
 
     def require_market(self) -> Address:
         from node.config.errors import SettingError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 _ROLE_NOTES = {
     Role.PROVIDER: "runs jobs in its enclave backend and settles them on-chain",
@@ -24,8 +24,100 @@ def render_config(
     api_port: int,
     data_dir: str = ".",
     start_block: int = 0,
+    backend: Backend | None = None,
 ) -> str:
     urls = ", ".join(_toml_string(u) for u in rpc_urls)
+    role_section = {
+        Role.VERIFIER: _VERIFIER_SECTION,
+        Role.PROVIDER: _provider_section(backend),
+        Role.CLIENT: _CLIENT_SECTION,
+    }[role]
+    return (
+        _common_sections(role, urls, chain_id, market, api_port, data_dir, start_block)
+        + role_section
+    )
+
+
+def _provider_section(backend: Backend | None) -> str:
+    named = backend.value if backend is not None else ""
+    return f"""
+[provider]
+# The enclave backend: "tdx", "sev-snp", "sgx-gramine", or "sim" (no hardware, INSECURE:
+# devnets only; verifiers with the default policy refuse it). Never implied: name one.
+backend = {_toml_string(named)}
+# Register (and stake this much) at start when not registered yet; "0": register yourself
+# with `capa provider register`.
+stake = "0"
+# The floor price of an hour of this machine; quotes add up to surge_percent when busy.
+price_per_hour = "0.001eth"
+surge_percent = 50
+# What is offered; 0: what `capa node probe` finds on this machine.
+cpu_cores = 0
+memory_mib = 0
+# Jobs' durations this provider takes, seconds.
+min_duration = 60
+max_duration = 3600
+# The verifiers to ask for key approvals: multiaddrs ending in /p2p/<peer id>.
+verifiers = []
+# Results signed by the enclave go out one by one (1) or in submitResults batches.
+batch_size = 1
+batch_max_wait = 30
+# Withdraw earnings by itself above this amount; "0": leave them in the market.
+withdraw_threshold = "0"
+# How long an enclave key stays registered, and how early a fresh one is attested.
+key_ttl = 604800
+rekey_margin = 3600
+# The workloads served, one table each: kind wasm | onnx | exec, path, and argv for exec.
+# [[provider.workloads]]
+# name = "upper"
+# kind = "wasm"
+# path = "workloads/upper.wasm"
+"""
+
+
+_CLIENT_SECTION = """
+[client]
+# A policy file (JSON, as `capa attest verify --policy`); "" is the production policy:
+# hardware kinds only, no debug, TCB SWHardeningNeeded or better, revocation checked.
+policy_file = ""
+# true accepts INSECURE sim enclaves (not hardware): devnets only.
+allow_sim = false
+# Candidates tried per job before it fails with the reasons each was dropped.
+max_candidates = 5
+"""
+
+
+_VERIFIER_SECTION = """
+[verifier]
+# Judges providers' evidence before signing their keys' KeyAttestation (/capa/approve/1).
+# A policy file (JSON, as `capa attest verify --policy`); "" is the production policy:
+# hardware kinds only, no debug, TCB SWHardeningNeeded or better, revocation checked.
+policy_file = ""
+# true approves INSECURE sim enclaves (not hardware): devnets only.
+allow_sim = false
+# Offline collateral (a directory of PCS/KDS files) instead of the live services below.
+collateral_dir = ""
+# Intel PCS (or your PCCS, same v4 API) and AMD KDS; their answers are cached here.
+pcs_url = "https://api.trustedservices.intel.com"
+kds_url = "https://kdsintf.amd.com"
+collateral_cache_dir = "collateral-cache"
+# The longest a key may live from now, and the oldest block a binding's nonce may be.
+max_key_ttl = 2592000
+max_nonce_age = 900
+# Approval requests one peer may make a minute.
+requests_per_minute = 30
+"""
+
+
+def _common_sections(
+    role: Role,
+    urls: str,
+    chain_id: int,
+    market: str,
+    api_port: int,
+    data_dir: str,
+    start_block: int,
+) -> str:
     return f"""\
 # CapaCloud node configuration, written by `capa init`.
 # Every key can be overridden from the environment as CAPA_<SECTION>_<KEY>,

@@ -21,21 +21,32 @@ from eth_account.signers.local import LocalAccount
 from node.api.app import ApiApp
 from node.api.server import ApiServer, new_token
 from node.chain.errors import ChainError
+from node.chain.reader import Contracts
 from node.chain.rpc import FailoverRpc
 from node.chain.sender import GWEI, FeePolicy, TxSender
 from node.chain.watcher import ChainWatcher
 from node.config.model import NodeConfig, Role
 from node.daemon.api_backend import DaemonApiBackend
+from node.daemon.clock import Clock
 from node.daemon.effect_runner import EffectHandler, EffectRunner
 from node.daemon.errors import DaemonError
 from node.daemon.p2p_service import p2p_supervisor_for
+from node.daemon.provider_boot import sim_host_address, with_probed_capacity
 from node.daemon.state_service import StateService, rebuild_state
+from node.daemon.wiring import (
+    ChainContracts,
+    NodeContext,
+    P2PAccess,
+    RoleParts,
+    build_role_parts,
+    identity_for,
+)
 from node.keys.identity import NodeIdentity
 from node.metrics import Metrics
 from node.p2p.supervisor import P2PSupervisor, SupervisorPolicy
 from node.state.effects import Effect, SendTransaction
 from node.state.model import Identity
-from node.state.values import to_address
+from node.state.values import Address
 from node.store.store import Store
 
 if TYPE_CHECKING:
@@ -55,6 +66,8 @@ class DaemonHooks:
     handle_signals: bool = True
     rpc_retry_for: float = 30.0
     p2p_policy: SupervisorPolicy | None = None
+    # False: only the chain parts (tests of the core that have no enclave or workloads)
+    role_parts: bool = True
 
 
 @dataclass
@@ -92,7 +105,8 @@ async def run_daemon(
     task_status: TaskStatus[RunningDaemon] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     hooks = hooks or DaemonHooks()
-    me = Identity(config.node.role, to_address(account.address))
+    config = with_probed_capacity(config)
+    me = identity_for(config, account.address, identity.peer_id)
     metrics = Metrics()
     store = Store.open(config.store.path)
     rpc: FailoverRpc | None = None
@@ -118,20 +132,60 @@ async def run_daemon(
         )
         chain_checked = await _check_chain(rpc, config.chain.chain_id)
         watcher, sender = _chain_services(config, me, account, rpc, store, service, metrics)
-        handlers: dict[type[Effect], EffectHandler] = {}
+        contracts = ChainContracts(config.chain.market or "")
+        clock = Clock(
+            service,
+            (lambda: watcher.head_time) if watcher is not None else (lambda: 0),
+            rekey_margin_s=me.provider.rekey_margin_s,
+            batch_max_wait_s=me.provider.batch_max_wait_s,
+        )
+        p2p_access = P2PAccess()
+        ctx = NodeContext(
+            config,
+            me,
+            account,
+            identity,
+            service,
+            store,
+            rpc,
+            contracts,
+            p2p_access,
+            metrics,
+            clock.now,
+        )
+        parts = build_role_parts(ctx) if hooks.role_parts else RoleParts()
+        handlers: dict[type[Effect], EffectHandler] = dict(parts.handlers)
         if sender is not None:
             handlers[SendTransaction] = _SendTransactions(sender)
         handlers.update(hooks.handlers)
         runner = EffectRunner(service, handlers, metrics)
         token = new_token()
         api = ApiServer(
-            ApiApp(DaemonApiBackend(service, store, identity, rpc, watcher), token, metrics),
+            ApiApp(
+                DaemonApiBackend(
+                    service,
+                    store,
+                    identity,
+                    rpc,
+                    watcher,
+                    data_dir=config.node.data_dir,
+                    max_input=config.client.max_input_bytes,
+                    backend=config.provider.backend.value if config.provider.backend else "",
+                    sim_host=lambda: sim_host_address(config),
+                ),
+                token,
+                metrics,
+                max_input=config.client.max_input_bytes if me.role is Role.CLIENT else 0,
+            ),
             host=config.api.host,
             port=config.api.port,
             token=token,
             token_file=config.api.token_file,
         )
-        p2p = p2p_supervisor_for(config, identity, service, hooks.p2p_policy)
+        p2p = p2p_supervisor_for(
+            config, identity, service, hooks.p2p_policy, parts.provider, parts.approvals
+        )
+        p2p_access.attach(p2p)
         stop = trio.Event()
         async with trio.open_nursery() as core:
             await core.start(service.run)
@@ -139,14 +193,27 @@ async def run_daemon(
                 # In the core nursery: a second signal must still be heard while draining.
                 core.start_soon(_watch_signals, stop, core.cancel_scope)
             async with trio.open_nursery() as inputs:
-                if not chain_checked:
-                    inputs.start_soon(_check_chain_when_reachable, rpc, config.chain.chain_id)
+                if chain_checked and config.chain.market is not None:
+                    await _learn_contracts(rpc, contracts, sender)
+                elif config.chain.market is not None:
+                    inputs.start_soon(
+                        _check_chain_when_reachable,
+                        rpc,
+                        config.chain.chain_id,
+                        contracts,
+                        sender,
+                    )
+                for prepare in parts.prepare:
+                    await prepare()
                 url = await inputs.start(api.run)
                 if watcher is not None:
                     await inputs.start(watcher.run)
+                    await inputs.start(clock.run)
                 await inputs.start(runner.run)
                 if p2p is not None:
                     await inputs.start(p2p.run)
+                for part in parts.services:
+                    await inputs.start(part.run)
                 task_status.started(
                     RunningDaemon(service, store, metrics, url, watcher, sender, stop, p2p)
                 )
@@ -164,6 +231,22 @@ async def run_daemon(
                 await rpc.aclose()
             store.close()
             log.info("stopped")
+
+
+async def _learn_contracts(
+    rpc: FailoverRpc, contracts: ChainContracts, sender: TxSender | None
+) -> None:
+    try:
+        found = await Contracts.discover(rpc, contracts.market)
+    except ChainError as exc:
+        raise DaemonError(
+            f"chain.market {contracts.market} does not answer as a JobMarket: {exc}"
+        ) from exc
+    contracts.learn(found)
+    if sender is not None:
+        sender.learn_targets(
+            {"verifier": Address(found.verifier), "registry": Address(found.registry)}
+        )
 
 
 async def _watch_signals(stop: trio.Event, core: trio.CancelScope) -> None:
@@ -191,9 +274,12 @@ async def _check_chain(rpc: FailoverRpc, expected: int) -> bool:
     return True
 
 
-async def _check_chain_when_reachable(rpc: FailoverRpc, expected: int) -> None:
+async def _check_chain_when_reachable(
+    rpc: FailoverRpc, expected: int, contracts: ChainContracts, sender: TxSender | None
+) -> None:
     while not await _check_chain(rpc, expected):
         pass  # each failed check already waited out the RPC's retry window
+    await _learn_contracts(rpc, contracts, sender)
 
 
 def _chain_services(

@@ -37,6 +37,7 @@ def configure_logging(level: str, *, as_json: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # Per-request chatter of the HTTP stack says nothing an operator needs.
-    for noisy in ("httpx", "httpcore", "hypercorn.access"):
+    # Per-request chatter of the HTTP stack, and the migration tool's plugin list on a new
+    # store, say nothing an operator needs.
+    for noisy in ("httpx", "httpcore", "hypercorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

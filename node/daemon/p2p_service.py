@@ -10,10 +10,12 @@ from node.config.model import NodeConfig
 from node.daemon.errors import DaemonError
 from node.daemon.state_service import StateService
 from node.keys.identity import NodeIdentity
+from node.p2p.approve_protocol import ApprovalResponder
 from node.p2p.config import AdmissionLimits, P2PConfig, PeerLimits, PenaltyPolicy
 from node.p2p.errors import ConfigError
 from node.p2p.identity import Multiaddr, PeerAddress
 from node.p2p.identity import NodeIdentity as P2PIdentity
+from node.p2p.node import ProviderServices
 from node.p2p.supervisor import P2PSupervisor, SeenPeer, SupervisorPolicy
 from node.state.changes import PeerSeen
 
@@ -55,6 +57,8 @@ def p2p_supervisor_for(
     identity: NodeIdentity,
     service: StateService,
     policy: SupervisorPolicy | None = None,
+    provider: ProviderServices | None = None,
+    approvals: ApprovalResponder | None = None,
 ) -> P2PSupervisor | None:
     """None when the config turns p2p off or names no market to scope it to."""
     if not config.p2p.enabled:
@@ -71,6 +75,8 @@ def p2p_supervisor_for(
     return P2PSupervisor(
         P2PIdentity.from_private_key(identity.seed),
         p2p_config_for(config),
+        provider=provider,
+        approvals=approvals,
         on_peer_seen=record,
         policy=policy,
     )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from node.daemon.alerts import warn_about
 from node.daemon.errors import StateDiverged
 from node.metrics import Metrics
 from node.state.changes import StateChange
@@ -38,6 +39,7 @@ class Outcome:
     origin: str
     seq: int | None  # None: already recorded, nothing done
     rejected: str = ""
+    reply: str = ""  # what the transition answers a peer's request with (JSON)
 
 
 @dataclass
@@ -142,10 +144,11 @@ class StateService:
                             item.outcomes.append(Outcome(change.origin, None))
                             self._metrics.duplicate_changes.inc()
                             continue
+                        warn_about(self.me, self._view, change)
                         step = transition(self.me, self._view, change)
                         applied = self.state.absorb(step, seq)
                         self.store.save_step(conn, step, seq, applied)
-                        item.outcomes.append(Outcome(change.origin, seq, step.rejected))
+                        item.outcomes.append(Outcome(change.origin, seq, step.rejected, step.reply))
                         kinds.append(type(change).__name__)
                     if item.cursor is not None:
                         self.store.set_cursor(conn, item.cursor)

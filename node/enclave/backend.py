@@ -15,9 +15,8 @@ another: a TDX backend on a machine without TDX raises, it does not become `sim`
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,8 +29,10 @@ from node.enclave.attesters import (
     NvidiaGpuAttester,
     SimAttester,
 )
+from node.enclave.envelope import open_envelope
 from node.enclave.errors import (
     AttestationUnavailable,
+    BatchRefused,
     InstanceDestroyed,
     SandboxUnavailable,
     SealingError,
@@ -62,7 +63,7 @@ from node.enclave.workloads import (
 )
 from proofs.binding import KeyBinding
 from proofs.claims import TeeKind
-from proofs.receipts import Result, workload_spec_hash
+from proofs.receipts import Eip712Domain, Result, ResultBatch, batch_root, workload_spec_hash
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,10 @@ class EnclaveInstance(Protocol):
         """Runs one job; on failure `sealed_output` may hold a partial stream to discard."""
         ...
 
+    def sign_batch(self, domain: Eip712Domain, job_ids: Sequence[bytes]) -> bytes:
+        """Signs one ResultBatch over results this instance produced, in the given order."""
+        ...
+
     def destroy(self) -> None: ...
 
 
@@ -166,6 +171,9 @@ class SandboxInstance:
         self._gpu_attester = gpu_attester
         self._keys = InstanceKeys()
         self._destroyed = threading.Event()
+        # The results this instance signed: a batch may only cover these, never a result the
+        # host made up (its output hash would be settled under this enclave's signature).
+        self._results: dict[bytes, Result] = {}
 
     @property
     def kind(self) -> TeeKind:
@@ -208,17 +216,12 @@ class SandboxInstance:
     ) -> JobOutcome:
         self._check_alive()
         source = _HashingSource(sealed_input)
-        records = self._keys.open_input(spec.job_id, source)
         try:
-            first = next(records)
+            client_key, records = open_envelope(self._keys.open_input(spec.job_id, source))
         except SealingError as exc:
             return _failed(spec, source.finish(), Failure(FailureReason.INPUT_REJECTED, str(exc)))
-        except StopIteration:
-            first = b""
-        output = SealedOutput(
-            spec.client_public_key, spec.job_id, spec.limits.output_bytes, sealed_output
-        )
-        report = self._runner.run(spec.args, spec.limits, itertools.chain([first], records), output)
+        output = SealedOutput(client_key, spec.job_id, spec.limits.output_bytes, sealed_output)
+        report = self._runner.run(spec.args, spec.limits, records, output)
         input_hash = source.finish()
         if report.failure is not None:
             return _failed(spec, input_hash, report.failure, report.usage, report.exit_code)
@@ -228,6 +231,7 @@ class SandboxInstance:
         spec_hash = workload_spec_hash(self._measurement, spec.args)
         result = Result(spec.job_id, spec.provider, spec_hash, input_hash, output_hash)
         signature = self._keys.sign_result(spec.receipt_domain, result)
+        self._results[spec.job_id] = result
         return JobOutcome(
             job_id=spec.job_id,
             failure=None,
@@ -237,6 +241,20 @@ class SandboxInstance:
             usage=report.usage,
             exit_code=report.exit_code,
         )
+
+    def sign_batch(self, domain: Eip712Domain, job_ids: Sequence[bytes]) -> bytes:
+        self._check_alive()
+        if not job_ids:
+            raise BatchRefused("a batch needs at least one result")
+        unknown = [j.hex() for j in job_ids if j not in self._results]
+        if unknown:
+            raise BatchRefused(f"no result of this enclave for job {unknown[0]}")
+        if len(set(job_ids)) != len(job_ids):
+            raise BatchRefused("a job appears twice in the batch")
+        results = [self._results[j] for j in job_ids]
+        provider = results[0].provider
+        root = batch_root([r.hash_struct() for r in results])
+        return self._keys.sign_batch(domain, ResultBatch(provider, root, len(results)))
 
     def destroy(self) -> None:
         self._destroyed.set()

@@ -43,3 +43,7 @@ class AttestationFailed(EnclaveError):
 
 class InstanceDestroyed(EnclaveError):
     """The instance was destroyed; its keys are gone."""
+
+
+class BatchRefused(EnclaveError):
+    """The enclave will not sign this batch: it covers a result the enclave did not produce."""

@@ -41,8 +41,6 @@ class JobLimits:
 class JobSpec:
     job_id: JobId
     provider: str
-    client_public_key: bytes
-    """X25519 key the output is sealed to."""
     receipt_domain: Eip712Domain
     limits: JobLimits = field(default_factory=JobLimits)
     args: tuple[str, ...] = ()
@@ -50,8 +48,6 @@ class JobSpec:
     def __post_init__(self) -> None:
         if len(self.job_id) != 32:
             raise ValueError("job id must be 32 bytes")
-        if len(self.client_public_key) != 32:
-            raise ValueError("client public key must be 32 bytes (X25519)")
 
 
 class FailureReason(Enum):

@@ -21,7 +21,14 @@ from node.enclave.sealing import (
     read_stream_header,
     setup_base_recipient,
 )
-from proofs.receipts import Eip712Domain, Result, result_digest, sign_digest
+from proofs.receipts import (
+    Eip712Domain,
+    Result,
+    ResultBatch,
+    result_digest,
+    sign_digest,
+    typed_data_digest,
+)
 
 
 class InstanceKeys:
@@ -62,6 +69,10 @@ class InstanceKeys:
     def sign_result(self, domain: Eip712Domain, result: Result) -> bytes:
         self._check_alive()
         return sign_digest(self._signing_key, result_digest(domain, result))
+
+    def sign_batch(self, domain: Eip712Domain, batch: ResultBatch) -> bytes:
+        self._check_alive()
+        return sign_digest(self._signing_key, typed_data_digest(domain, batch.hash_struct()))
 
     def destroy(self) -> None:
         self._signing_key = bytes(len(self._signing_key))

@@ -27,8 +27,10 @@ class GossipParams:
     heartbeat_interval_s: int = 1
     # Republish the current offer this often even when unchanged (the "T" of the design).
     republish_interval_s: float = 60.0
-    # Publishing is paced: never more than one publish per this many seconds.
-    min_publish_interval_s: float = 1.0
+    # Publishing is paced: never more than one round of our offers per this many seconds.
+    # Receivers allow each offer 0.5 listings/s (OfferPolicy): a busy provider whose
+    # capacity changes every second must not look like a flood.
+    min_publish_interval_s: float = 2.0
     seen_ttl_s: int = 120
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class OfferPolicy:
     forwarder_burst: int = 200
     forwarder_rate_per_s: float = 50.0
     max_book_entries: int = 10_000
+    # Distinct offers (enclave keys, one per workload) one provider may hold in the book.
+    max_offers_per_provider: int = 16
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,9 @@ class OfferValidator:
         self._wall_clock = wall_clock
         self._forwarders = TokenBuckets(policy.forwarder_burst, policy.forwarder_rate_per_s, clock)
         self._providers = TokenBuckets(policy.provider_burst, policy.provider_rate_per_s, clock)
-        self._latest: dict[ProviderAddress, tuple[int, int]] = {}
+        # Per offer, i.e. per provider and enclave key: a provider serving two workloads
+        # publishes two offers, each with its own nonce.
+        self._latest: dict[tuple[ProviderAddress, str], tuple[int, int]] = {}
 
     def check(self, forwarder: PeerId, origin: PeerId, data: bytes) -> OfferListing:
         policy = self._config.offers
@@ -92,12 +94,13 @@ class OfferValidator:
             max_skew_s=policy.max_clock_skew_s,
             max_age_s=policy.max_listing_age_s,
         )
-        last = self._latest.get(listing.provider)
+        key = listing.book_key
+        last = self._latest.get(key)
         if last is not None and listing.freshness <= last:
             raise OfferRejected("replayed", f"{listing.freshness} is not newer than {last}")
-        if not self._providers.take(listing.provider):
+        if not self._providers.take(f"{key[0]}:{key[1]}"):
             raise OfferRejected("rate_limited", f"provider {listing.provider} over its rate")
-        self._latest[listing.provider] = listing.freshness
+        self._latest[key] = listing.freshness
         return listing
 
 
@@ -150,7 +153,8 @@ class OfferGossip:
         )
         self._pubsub.set_topic_validator(config.offer_topic, self._validate, False)
         host.on_ban(self._blacklist)
-        self._advertisement: _Advertisement | None = None
+        # One standing offer per enclave key this node runs (one per workload it serves).
+        self._advertisements: dict[str, _Advertisement] = {}
         self._changed = trio.Event()
         self._updates_send, self._updates = trio.open_memory_channel[ReceivedListing](
             _UPDATES_BUFFER
@@ -185,12 +189,17 @@ class OfferGossip:
         return [peer_id_of(p) for p in self._pubsub.peer_topics.get(self.topic, set())]
 
     def advertise(self, offer: Offer, details: ListingDetails, provider_key: bytes) -> None:
-        """Set (or replace) our offer; it is published promptly and then every T seconds."""
-        self._advertisement = _Advertisement(offer, details, provider_key)
+        """Set (or replace) the offer for its enclave key; it is published promptly and then
+        every T seconds."""
+        self._advertisements[offer.enclave_key] = _Advertisement(offer, details, provider_key)
         self._changed.set()
 
-    def withdraw(self) -> None:
-        self._advertisement = None
+    def withdraw(self, enclave_key: str | None = None) -> None:
+        """Stop publishing one enclave key's offer, or all of them."""
+        if enclave_key is None:
+            self._advertisements.clear()
+        else:
+            self._advertisements.pop(enclave_key, None)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with (
@@ -296,18 +305,16 @@ class OfferGossip:
             wait = last_publish + params.min_publish_interval_s - trio.current_time()
             if wait > 0:
                 await trio.sleep(wait)
-            ad = self._advertisement
-            if ad is None:
-                continue
-            listing = OfferListing.create(
-                offer=ad.offer,
-                details=ad.details,
-                chain_id=self._config.chain_id,
-                market=self._config.market_address,
-                peer_id=self._host.peer_id,
-                published_at=self._wall_clock(),
-                provider_key=ad.provider_key,
-            )
-            last_publish = trio.current_time()
-            await self._pubsub.publish(self.topic, listing.encode())
-            self.published += 1
+            for ad in list(self._advertisements.values()):
+                listing = OfferListing.create(
+                    offer=ad.offer,
+                    details=ad.details,
+                    chain_id=self._config.chain_id,
+                    market=self._config.market_address,
+                    peer_id=self._host.peer_id,
+                    published_at=self._wall_clock(),
+                    provider_key=ad.provider_key,
+                )
+                last_publish = trio.current_time()
+                await self._pubsub.publish(self.topic, listing.encode())
+                self.published += 1

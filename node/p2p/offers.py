@@ -161,6 +161,11 @@ class OfferListing:
         return provider_address(self.offer.provider)
 
     @property
+    def book_key(self) -> tuple[ProviderAddress, str]:
+        """One offer per provider and enclave key: newer listings of it replace older ones."""
+        return (self.provider, self.offer.enclave_key.lower())
+
+    @property
     def freshness(self) -> tuple[int, int]:
         """Order of listings from one provider: a higher nonce, then a later publication."""
         return (self.offer.nonce, self.published_at)

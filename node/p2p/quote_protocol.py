@@ -18,9 +18,9 @@ from node.p2p.host import P2PHost
 from node.p2p.identity import PeerId
 from node.p2p.offers import SignedOffer
 from node.p2p.wire import (
-    JsonObject,
     decode_object,
     encode_object,
+    read_address,
     read_bool,
     read_object,
     read_str,
@@ -38,20 +38,11 @@ class QuoteResponder(Protocol):
     async def quote(self, peer: PeerId, request: JobRequest, client: str) -> SignedOffer: ...
 
 
-def _read_address(obj: JsonObject, name: str) -> str:
-    text = read_str(obj, name, 42)
-    try:
-        to_canonical_address(text)
-    except ValueError as exc:
-        raise ProtocolViolation(f"field {name!r} is not an address") from exc
-    return text
-
-
 def serve_quotes(host: P2PHost, responder: QuoteResponder) -> None:
     async def handle(peer: PeerId, stream: FramedStream) -> None:
         message = decode_object(await stream.read_frame(MAX_QUOTE_FRAME))
         request = typed_message_from_json(JobRequest, read_object(message, "request"))
-        client = _read_address(message, "client")
+        client = read_address(message, "client")
         try:
             signed = await responder.quote(peer, request, client)
         except RemoteRefused as refusal:

@@ -28,6 +28,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.peer.id import ID
 
+from node.p2p.approve_protocol import ApprovalResponder
 from node.p2p.config import P2PConfig
 from node.p2p.errors import P2PError
 from node.p2p.identity import NodeIdentity, PeerAddress, PeerId, peer_id_of
@@ -77,6 +78,7 @@ class P2PSupervisor:
         config: P2PConfig,
         *,
         provider: ProviderServices | None = None,
+        approvals: ApprovalResponder | None = None,
         on_peer_seen: PeerSeenSink | None = None,
         policy: SupervisorPolicy | None = None,
         clock: Clock = time.monotonic,
@@ -84,6 +86,7 @@ class P2PSupervisor:
         self._identity = identity
         self._config = config
         self._provider = provider
+        self._approvals = approvals
         self._on_peer_seen = on_peer_seen
         self._policy = policy or SupervisorPolicy()
         self._clock = clock
@@ -115,7 +118,13 @@ class P2PSupervisor:
         backoff = policy.restart_backoff_s
         told_started = False
         while True:
-            node = P2PNode(self._identity, self._config, self._provider, penalties=self.penalties)
+            node = P2PNode(
+                self._identity,
+                self._config,
+                self._provider,
+                penalties=self.penalties,
+                approvals=self._approvals,
+            )
             began = self._clock()
             try:
                 async with trio.open_nursery() as nursery:

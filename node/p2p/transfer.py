@@ -41,6 +41,7 @@ from node.p2p.wire import (
     decode_object,
     encode_object,
     hex_of,
+    read_address,
     read_bool,
     read_hex,
     read_int,
@@ -61,6 +62,32 @@ class UploadReceipt:
     size: int
     sha256: bytes
     resumed_from: int
+    # The provider's EIP-712 InputReceipt signature: its word that it holds the whole input
+    # (empty from a provider that serves inputs without a gate, as tests do).
+    input_receipt: bytes = b""
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What an uploader says about the input before sending a byte of it."""
+
+    peer: PeerId
+    job_id: bytes
+    size: int
+    sha256: bytes
+    enclave_key: str
+
+
+class InputGate(Protocol):
+    """The provider's rules around uploads: which to take, and the receipt once one is whole.
+
+    Both raise UploadRefused(reason) to refuse; the reason goes back to the uploader."""
+
+    async def admit(self, announced: Announced) -> None: ...
+
+    async def complete(self, announced: Announced) -> bytes:
+        """The InputReceipt signature for an input now whole on disk."""
+        ...
 
 
 async def _run_together(*tasks: Callable[[], Awaitable[None]]) -> None:
@@ -102,7 +129,7 @@ def _check_refusal(reply: JsonObject) -> None:
         raise RemoteRefused(read_str(reply, "reason"))
 
 
-def serve_inputs(host: P2PHost, store: InputStore) -> None:
+def serve_inputs(host: P2PHost, store: InputStore, gate: InputGate | None = None) -> None:
     limits = host.stream_limits
     # Uploads in flight: each holds a window of chunks and a Yamux receive buffer, so
     # their number bounds the memory uploads can take, whoever sends them.
@@ -115,9 +142,18 @@ def serve_inputs(host: P2PHost, store: InputStore) -> None:
         size = read_int(header, "size", 1, 2**63)
         sha256 = read_hex(header, "sha256", 32)
         chunk = read_int(header, "chunk", 0, 2**31)
+        enclave_key = read_address(header, "enclave") if "enclave" in header else ""
         if size > limits.max_input_bytes:
             await stream.write_frame(_refusal("too_large"))
             return
+        announced = Announced(peer, job_id, size, sha256, enclave_key)
+        if gate is not None:
+            # Before any byte is stored: only inputs for jobs this provider holds on chain.
+            try:
+                await gate.admit(announced)
+            except UploadRefused as refusal:
+                await stream.write_frame(_refusal(refusal.reason))
+                return
         if not limits.min_chunk_size <= chunk <= limits.max_chunk_size:
             raise ProtocolViolation(f"chunk size {chunk} outside the protocol's range")
         if per_peer.get(peer, 0) >= limits.max_uploads_per_peer:
@@ -130,7 +166,7 @@ def serve_inputs(host: P2PHost, store: InputStore) -> None:
             return
         per_peer[peer] = per_peer.get(peer, 0) + 1
         try:
-            await _receive_input(peer, stream, store, job_id, size, sha256, chunk, limits)
+            await _receive_input(stream, store, announced, chunk, limits, gate)
         finally:
             in_flight.release_on_behalf_of(stream)
             per_peer[peer] -= 1
@@ -141,15 +177,14 @@ def serve_inputs(host: P2PHost, store: InputStore) -> None:
 
 
 async def _receive_input(
-    peer: PeerId,
     stream: FramedStream,
     store: InputStore,
-    job_id: bytes,
-    size: int,
-    sha256: bytes,
+    announced: Announced,
     chunk: int,
     limits: StreamLimits,
+    gate: InputGate | None,
 ) -> None:
+    peer, job_id, size, sha256 = announced.peer, announced.job_id, announced.size, announced.sha256
     try:
         upload = await store.begin(job_id, peer, size, sha256)
     except UploadRefused as refusal:
@@ -168,7 +203,16 @@ async def _receive_input(
     finally:
         with trio.CancelScope(shield=True):
             await upload.close()
-    await stream.write_frame(encode_object({"done": True, "sha256": hex_of(sha256)}))
+    receipt = b""
+    if gate is not None:
+        try:
+            receipt = await gate.complete(announced)
+        except UploadRefused as refusal:
+            await stream.write_frame(_refusal(refusal.reason))
+            return
+    await stream.write_frame(
+        encode_object({"done": True, "sha256": hex_of(sha256), "receipt": hex_of(receipt)})
+    )
     await stream.expect_end()
 
 
@@ -213,6 +257,7 @@ async def upload_input(
     sha256: bytes | None = None,
     chunk_size: int | None = None,
     timeout_s: float = 10.0,
+    enclave_key: str | None = None,
 ) -> UploadReceipt:
     """Send `sealed` for `job_id`, resuming where the provider left off.
 
@@ -224,12 +269,16 @@ async def upload_input(
     if sha256 is None:
         sha256 = hashlib.sha256(sealed).digest()
     size = len(sealed)
+    announce: dict[str, object] = {
+        "job": hex_of(job_id),
+        "size": size,
+        "sha256": hex_of(sha256),
+        "chunk": chunk,
+    }
+    if enclave_key is not None:
+        announce["enclave"] = enclave_key
     async with host.exchange(peer, INPUT_PROTOCOL, timeout_s) as stream:
-        await stream.write_frame(
-            encode_object(
-                {"job": hex_of(job_id), "size": size, "sha256": hex_of(sha256), "chunk": chunk}
-            )
-        )
+        await stream.write_frame(encode_object(announce))
         reply = decode_object(await stream.read_frame(MAX_CONTROL_FRAME, timeout_s))
         _check_refusal(reply)
         resumed_from = read_int(reply, "offset", 0, size)
@@ -238,7 +287,8 @@ async def upload_input(
         _check_refusal(final)
         if not read_bool(final, "done") or read_hex(final, "sha256", 32) != sha256:
             raise IntegrityError("provider confirmed a different input hash")
-    return UploadReceipt(job_id, size, sha256, resumed_from)
+        receipt = read_hex(final, "receipt", max_size=65) if "receipt" in final else b""
+    return UploadReceipt(job_id, size, sha256, resumed_from, receipt)
 
 
 async def _send_chunks(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import astuple
 from typing import TypeVar
 
-from eth_utils.address import to_canonical_address
+from eth_utils.address import to_canonical_address, to_checksum_address
 
 from node.chain.typed_data import TypedMessage
 from node.p2p.errors import ProtocolViolation
@@ -47,6 +47,15 @@ def read_int(obj: JsonObject, name: str, low: int = 0, high: int = 2**256 - 1) -
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ProtocolViolation(f"field {name!r} must be an integer in [{low}, {high}]")
     return value
+
+
+def read_address(obj: JsonObject, name: str) -> str:
+    """An Ethereum address, checksummed; anything else is a violation."""
+    text = read_str(obj, name, 42)
+    try:
+        return to_checksum_address(to_canonical_address(text))
+    except ValueError as exc:
+        raise ProtocolViolation(f"field {name!r} is not an address") from exc
 
 
 def read_bool(obj: JsonObject, name: str) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from node.state import changes, effects
 from node.state.errors import CodecError
-from node.state.model import Approval, Job, NodeState
+from node.state.model import Approval, EnclaveKey, Job, NodeFacts, NodeState
 from node.state.values import EffectId, JobId
 
 T = TypeVar("T")
@@ -101,6 +101,8 @@ def encode_snapshot(state: NodeState) -> str:
             "last_seq": state.last_seq,
             "jobs": [to_fields(j) for j in state.jobs.values()],
             "approvals": [to_fields(a) for a in state.approvals.values()],
+            "keys": [to_fields(k) for k in state.keys.values()],
+            "facts": to_fields(state.facts),
             "pending": [[type(e).__name__, to_fields(e)] for e in state.pending.values()],
         },
         separators=(",", ":"),
@@ -112,10 +114,13 @@ def decode_snapshot(body: str) -> NodeState:
     try:
         jobs = [from_fields(Job, j) for j in raw["jobs"]]
         approvals = [from_fields(Approval, a) for a in raw["approvals"]]
+        keys = [from_fields(EnclaveKey, k) for k in raw["keys"]]
         pending = [decode_effect(kind, json.dumps(fields)) for kind, fields in raw["pending"]]
         return NodeState(
             jobs={JobId(j.job_id): j for j in jobs},
             approvals={a.request_id: a for a in approvals},
+            keys={k.enclave_key: k for k in keys},
+            facts=from_fields(NodeFacts, raw["facts"]),
             pending={EffectId(e.effect_id): e for e in pending},
             last_seq=int(raw["last_seq"]),
         )

@@ -13,3 +13,10 @@ class CodecError(StateError):
 
 class InvalidValue(StateError, ValueError):
     """A domain value (address, job id, hash) has the wrong form."""
+
+
+class UnexpectedChange(StateError):
+    """A role was handed a state change it has no handler for: a wiring bug, never input."""
+
+    def __init__(self, role: object, change: object) -> None:
+        super().__init__(f"the {role} role has no handler for {type(change).__name__}")

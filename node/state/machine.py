@@ -1,64 +1,33 @@
-"""The one entry point: route a state change to the rules every role shares, then its role's."""
+"""The one entry point: route a state change to its role's handler.
+
+Each role's table (`HANDLERS` in client.py, provider.py, verifier.py) lists every change
+the role can receive, the shared ones included; a change outside its table is a wiring
+error (`UnexpectedChange`), never silently dropped.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from node.config.model import Role
-from node.state.changes import (
-    EffectCompleted,
-    OfferReceived,
-    PeerSeen,
-    StateChange,
-    TxConfirmed,
-    TxReverted,
-    WithdrawRequested,
-)
-from node.state.client import client_transition
-from node.state.effects import SendTransaction, Settlement
-from node.state.model import Identity, JobStatus, StateView, Step
-from node.state.provider import provider_transition
-from node.state.values import JobId, effect_id, effect_subject
-from node.state.verifier import verifier_transition
+from node.state import client, provider, verifier
+from node.state.changes import StateChange
+from node.state.errors import UnexpectedChange
+from node.state.model import Identity, StateView, Step
 
-Transition = Callable[[Identity, StateView, StateChange], Step]
+Handler = Callable[[Identity, StateView, Any], Step]
 
-_BY_ROLE: dict[Role, Transition] = {
-    Role.PROVIDER: provider_transition,
-    Role.CLIENT: client_transition,
-    Role.VERIFIER: verifier_transition,
+HANDLERS_BY_ROLE: Mapping[Role, Mapping[type[StateChange], Handler]] = {
+    Role.PROVIDER: provider.HANDLERS,
+    Role.CLIENT: client.HANDLERS,
+    Role.VERIFIER: verifier.HANDLERS,
 }
-
-# A revert while the job waits on our own transaction leaves nothing else to wait for.
-_WAITING_ON_US = frozenset({JobStatus.REQUESTED, JobStatus.ACCEPTING, JobStatus.SUBMITTING})
 
 
 def transition(me: Identity, view: StateView, change: StateChange) -> Step:
     """Pure: the same identity, state and change always give the same step."""
-    match change:
-        case TxConfirmed():
-            return Step(settled=(Settlement(change.effect_id, True),))
-        case TxReverted():
-            settled = (Settlement(change.effect_id, False, change.reason),)
-            job = view.get(JobId(effect_subject(change.effect_id)))
-            if job is None:
-                return Step(settled=settled)
-            status = JobStatus.FAILED if job.status in _WAITING_ON_US else job.status
-            return Step(job=replace(job, status=status, error=change.reason), settled=settled)
-        case EffectCompleted():
-            return Step(settled=(Settlement(change.effect_id, change.ok, change.detail),))
-        case WithdrawRequested() if me.role is not Role.VERIFIER:
-            send = SendTransaction(
-                effect_id("withdraw", change.request_id),
-                "withdraw",
-                json.dumps([change.amount, change.to]),
-                0,
-            )
-            return Step(effects=(send,))
-        case OfferReceived():
-            return Step(offer=change)
-        case PeerSeen():
-            return Step(peer=change)
-    return _BY_ROLE[me.role](me, view, change)
+    handler = HANDLERS_BY_ROLE[me.role].get(type(change))
+    if handler is None:
+        raise UnexpectedChange(me.role.value, change)
+    return handler(me, view, change)

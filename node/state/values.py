@@ -39,9 +39,17 @@ def to_job_id(value: str | bytes) -> JobId:
     return JobId(to_hash32(value))
 
 
-def effect_id(action: str, subject: str) -> EffectId:
-    return EffectId(f"{action}:{subject}")
+def effect_id(action: str, subject: str, *more: object) -> EffectId:
+    """`action:subject[:more...]`; the subject is a job id, an enclave key or a request id."""
+    return EffectId(":".join([action, subject, *(str(m) for m in more)]))
 
 
 def effect_subject(effect: EffectId) -> str:
+    """Everything after the action: `subject[:more...]`."""
     return effect.split(":", 1)[1] if ":" in effect else ""
+
+
+def effect_job(effect: EffectId) -> str:
+    """The subject alone (for a job's effects, its id)."""
+    parts = effect.split(":", 2)
+    return parts[1] if len(parts) > 1 else ""

@@ -60,6 +60,7 @@ jobs = Table(
     Column("output_hash", String),
     Column("error", Text, nullable=False),
     Column("updated_seq", Integer, nullable=False),
+    Column("detail", Text, nullable=False),
     sqlite_with_rowid=False,
 )
 
@@ -70,6 +71,24 @@ approvals = Table(
     Column("status", String, nullable=False),
     Column("provider", String, nullable=False),
     Column("enclave_key", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_seq", Integer, nullable=False),
+    Column("peer_id", String, nullable=False),
+    Column("signature", String, nullable=False),
+)
+
+enclave_keys = Table(
+    "enclave_keys",
+    metadata,
+    Column("enclave_key", String, primary_key=True),
+    Column("boot_id", String, nullable=False),
+    Column("workload", String, nullable=False),
+    Column("workload_kind", String, nullable=False),
+    Column("tee_kind", Integer, nullable=False),
+    Column("measurement", String, nullable=False),
+    Column("hpke_public_key", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("expires_at", Integer, nullable=False),
     Column("reason", Text, nullable=False),
     Column("updated_seq", Integer, nullable=False),
 )

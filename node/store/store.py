@@ -8,6 +8,7 @@ committed with synchronous=FULL (`durable=True`).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -16,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Table, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -32,10 +30,11 @@ from node.state.codec import (
     encode_change,
     encode_effect,
     encode_snapshot,
+    to_fields,
 )
 from node.state.effects import Effect, Settlement
 from node.state.errors import CodecError
-from node.state.model import NodeState, Step
+from node.state.model import Job, NodeState, Step
 from node.state.values import Address, BlockNumber, EffectId, Hash32, TxHash
 from node.store import schema
 from node.store.errors import StoreCorrupt, StoreError, StoreMismatch
@@ -95,17 +94,8 @@ class Store:
             driver.execute("PRAGMA busy_timeout=5000")
             # Checkpoints are where WAL mode fsyncs: fewer, larger ones keep commits cheap.
             driver.execute("PRAGMA wal_autocheckpoint=4000")
-            alembic_cfg = AlembicConfig()
-            alembic_cfg.set_main_option("script_location", str(_MIGRATIONS))
-            alembic_cfg.attributes["connection"] = conn
-            command.upgrade(alembic_cfg, "head")
-            if conn.in_transaction():
-                conn.commit()
-        except CommandError as exc:
-            raise StoreError(
-                f"store {path} has a schema this capa does not know ({exc}); "
-                "it was left untouched: run a newer capa"
-            ) from exc
+            if _schema_version(driver) != SCHEMA_HEAD:
+                _migrate(conn, path)
         except SQLAlchemyError as exc:
             raise StoreCorrupt(
                 f"store {path} cannot be opened ({_reason(exc)}); it was left untouched"
@@ -167,8 +157,7 @@ class Store:
     ) -> None:
         """Record what a transition produced, in the caller's transaction."""
         driver = self._driver(conn)
-        job = step.job
-        if job is not None:
+        for job in step.jobs:
             driver.execute(
                 _UPSERT_JOB_SQL,
                 (
@@ -182,6 +171,7 @@ class Store:
                     job.output_hash,
                     job.error,
                     seq,
+                    job_detail(job),
                 ),
             )
         if step.approval is not None:
@@ -194,6 +184,25 @@ class Store:
                     "provider": approval.provider,
                     "enclave_key": approval.enclave_key,
                     "reason": approval.reason,
+                    "updated_seq": seq,
+                    "peer_id": approval.peer_id,
+                    "signature": approval.signature,
+                },
+            )
+        for key in step.keys:
+            conn.execute(
+                _UPSERT_KEY,
+                {
+                    "enclave_key": key.enclave_key,
+                    "boot_id": key.boot_id,
+                    "workload": key.workload,
+                    "workload_kind": key.workload_kind,
+                    "tee_kind": key.tee_kind,
+                    "measurement": key.measurement,
+                    "hpke_public_key": key.hpke_public_key,
+                    "status": key.status.value,
+                    "expires_at": key.expires_at,
+                    "reason": key.reason,
                     "updated_seq": seq,
                 },
             )
@@ -578,6 +587,7 @@ _NEWEST_FIRST_BY = {
     "offers": "seen_seq",
     "peers": "last_seen",
     "approvals": "updated_seq",
+    "enclave_keys": "updated_seq",
 }
 
 _QUERYABLE = {
@@ -587,6 +597,7 @@ _QUERYABLE = {
     "offers": schema.offers,
     "peers": schema.peers,
     "approvals": schema.approvals,
+    "enclave_keys": schema.enclave_keys,
 }
 
 
@@ -599,12 +610,24 @@ _INSERT_CHANGE_SQL = (
 )
 _UPSERT_JOB_SQL = (
     "INSERT INTO jobs (job_id, status, client, provider, price, deadline, input_hash,"
-    " output_hash, error, updated_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " output_hash, error, updated_seq, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, client = excluded.client,"
     " provider = excluded.provider, price = excluded.price, deadline = excluded.deadline,"
     " input_hash = excluded.input_hash, output_hash = excluded.output_hash,"
-    " error = excluded.error, updated_seq = excluded.updated_seq"
+    " error = excluded.error, updated_seq = excluded.updated_seq, detail = excluded.detail"
 )
+_JOB_COLUMNS = frozenset(
+    {"job_id", "status", "client", "provider", "price", "deadline"}
+    | {"input_hash", "output_hash", "error"}
+)
+
+
+def job_detail(job: Job) -> str:
+    """The job's fields beyond its columns, as JSON."""
+    fields = {k: v for k, v in to_fields(job).items() if k not in _JOB_COLUMNS}
+    return json.dumps(fields, separators=(",", ":"))
+
+
 _UPSERT_EFFECT_SQL = (
     "INSERT INTO effects (effect_id, kind, body, status, created_seq, settled_seq, reason)"
     " VALUES (?, ?, ?, 'pending', ?, NULL, '')"
@@ -621,6 +644,13 @@ _UPSERT_APPROVAL = _upsert_approval.on_conflict_do_update(
         c: _upsert_approval.excluded[c]
         for c in _column_names(schema.approvals)
         if c != "request_id"
+    },
+)
+_upsert_key = sqlite_insert(schema.enclave_keys)
+_UPSERT_KEY = _upsert_key.on_conflict_do_update(
+    index_elements=["enclave_key"],
+    set_={
+        c: _upsert_key.excluded[c] for c in _column_names(schema.enclave_keys) if c != "enclave_key"
     },
 )
 
@@ -650,6 +680,39 @@ def _check_readable(path: Path) -> None:
         raise StoreCorrupt(
             f"store {path} is a SQLite database but not a capa node store; it was left untouched"
         )
+
+
+# The newest migration's revision. A store already there is opened without loading alembic
+# (about 10 MB of a resident daemon); tests/unit/node/test_node_store.py holds this to the
+# migrations' own head.
+SCHEMA_HEAD = "0002"
+
+
+def _schema_version(driver: Any) -> str | None:
+    try:
+        row = driver.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError:
+        return None  # a new file: no table yet
+    return str(row[0]) if row else None
+
+
+def _migrate(conn: Connection, path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from alembic.util.exc import CommandError
+
+    alembic_cfg = AlembicConfig()
+    alembic_cfg.set_main_option("script_location", str(_MIGRATIONS))
+    alembic_cfg.attributes["connection"] = conn
+    try:
+        command.upgrade(alembic_cfg, "head")
+    except CommandError as exc:
+        raise StoreError(
+            f"store {path} has a schema this capa does not know ({exc}); "
+            "it was left untouched: run a newer capa"
+        ) from exc
+    if conn.in_transaction():
+        conn.commit()
 
 
 def _reason(exc: Exception) -> str:

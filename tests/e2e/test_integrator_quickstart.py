@@ -141,6 +141,8 @@ def test_an_integrator_deploys_from_a_keystore_and_runs_the_example(tmp_path: Pa
             "init",
             "--role",
             "provider",
+            "--backend",
+            "sim",
             "--dir",
             str(provider_dir),
             "--rpc-url",

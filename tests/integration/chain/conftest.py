@@ -18,7 +18,7 @@ from node.chain.market import Market
 from node.cli.init import init_node
 from node.cli.main import app
 from node.config.loader import load_config
-from node.config.model import Role
+from node.config.model import Backend, Role
 from node.keys.account import load_account
 
 
@@ -111,6 +111,7 @@ def make_node(
         market=market.deployment.market,
         api_port=0,
         scrypt_n=16,
+        backend=Backend.SIM if role is Role.PROVIDER else None,
     )
     if funds:
         fund(market.client, result.address, funds)

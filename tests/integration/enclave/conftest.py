@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 
 from node.enclave.backend import SandboxBackend, SandboxInstance, sim_backend
+from node.enclave.envelope import seal_job_input_bytes
 from node.enclave.errors import SandboxUnavailable
 from node.enclave.jobs import JobId, JobLimits, JobOutcome, JobSpec
 from node.enclave.native_sandbox import NativeSandbox, detect_native_sandbox
-from node.enclave.sealing import Direction, open_stream, public_key_bytes, seal_bytes
+from node.enclave.sealing import Direction, open_stream, public_key_bytes
 from proofs.receipts import job_market_domain
 
 REPO = Path(__file__).resolve().parents[3]
@@ -88,10 +89,14 @@ class Client:
         return JobSpec(
             job_id=JobId(os.urandom(32)),
             provider=self.provider,
-            client_public_key=public_key_bytes(self.key),
             receipt_domain=job_market_domain(31337, JOB_MARKET),
             limits=limits,
             args=args,
+        )
+
+    def seal(self, instance: SandboxInstance, spec: JobSpec, data: bytes) -> bytes:
+        return seal_job_input_bytes(
+            instance.hpke_public_key, spec.job_id, public_key_bytes(self.key), data
         )
 
     def run(
@@ -105,7 +110,9 @@ class Client:
     ) -> Ran:
         spec = spec or self.spec(limits or JobLimits(wall_seconds=10), args)
         if sealed_input is None:
-            sealed_input = seal_bytes(instance.hpke_public_key, spec.job_id, Direction.INPUT, data)
+            sealed_input = seal_job_input_bytes(
+                instance.hpke_public_key, spec.job_id, public_key_bytes(self.key), data
+            )
         sink = io.BytesIO()
         outcome = instance.run_job(spec, io.BytesIO(sealed_input), sink)
         plaintext = None

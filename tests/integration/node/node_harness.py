@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,14 +18,28 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from node.chain.devnet import SeededProvider, match_quoted
-from node.chain.market import Market
-from node.chain.typed_data import JobRequest, Result, sign_message
+from node.chain.market import Market, ProviderStatus
+from node.chain.typed_data import (
+    JobRequest,
+    KeyAttestation,
+    Result,
+    key_attestation_abi,
+    sign_message,
+)
 from node.config.loader import load_config
 from node.config.model import NodeConfig
-from node.daemon.state_service import StateService
+from node.daemon.provider_boot import with_probed_capacity
+from node.daemon.state_service import StateService, rebuild_state
+from node.daemon.wiring import identity_for
+from node.keys.account import load_account
+from node.keys.identity import NodeIdentity, load_identity
+from node.metrics import Metrics
+from node.state import changes as sc
 from node.state.changes import JobExecuted, StateChange
 from node.state.effects import Effect, StartJob
-from node.state.values import Hash32, JobId
+from node.state.model import JobStatus, KeyStatus
+from node.state.values import BlockNumber, Hash32, JobId, TxHash, effect_id, to_address
+from node.store.store import Store
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -83,6 +98,125 @@ def match_job(market: Market, actors: Actors, seeded: SeededProvider, nonce: int
     return request
 
 
+# The boot that `seed_registered_key` records: these tests run no boot of their own
+# (role_parts=False), so every run of a daemon on the seeded store continues it.
+HARNESS_BOOT = "harness-boot"
+
+
+def registered_key_changes(
+    market: Market, seeded: SeededProvider, committee: list[LocalAccount]
+) -> list[StateChange]:
+    """What a provider's boot records for the `seeded` enclave key, read back from the chain.
+
+    seed_provider registered the key with the devnet committee; these are the changes of a
+    boot that did just that: booted registered, the instance started, the committee approved
+    its key (signed again here, the same attestation) and the registerKey transaction,
+    the one seed_provider sent, confirmed. So the key is REGISTERED for this boot and no
+    transaction is ever sent for it.
+    """
+    enclave_key = to_address(seeded.enclave.address)
+    (log,) = market.verifier.events.KeyRegistered.get_logs(
+        from_block=market.deployment.block_number, argument_filters={"enclaveKey": enclave_key}
+    )
+    args = log["args"]
+    attestation = KeyAttestation(
+        provider=args["provider"],
+        enclave_key=enclave_key,
+        tee_kind=int(args["teeKind"]),
+        measurement=bytes(args["measurement"]),
+        tcb_status=int(args["tcbStatus"]),
+        evidence_hash=bytes(args["evidenceHash"]),
+        expires_at=int(args["expiresAt"]),
+    )
+    abi = [
+        ("0x" + v.hex()) if isinstance(v, bytes) else v for v in key_attestation_abi(attestation)
+    ]
+    signatures = ["0x" + s.hex() for s in market.committee_signatures(attestation, committee)]
+    provider = market.provider_info(seeded.account.address)
+    return [
+        sc.ProviderBooted(
+            HARNESS_BOOT, True, provider.status is ProviderStatus.ACTIVE, provider.stake
+        ),
+        sc.EnclaveStarted(
+            HARNESS_BOOT,
+            "harness",
+            "wasm",
+            seeded.tee_kind,
+            Hash32("0x" + seeded.measurement.hex()),
+            enclave_key,
+            # No client of these tests seals to the instance: its HPKE key is never used.
+            "0x" + bytes(32).hex(),
+        ),
+        sc.KeyApproved(
+            enclave_key,
+            json.dumps({"abi": abi, "expiresAt": attestation.expires_at}),
+            json.dumps(signatures),
+        ),
+        sc.TxConfirmed(
+            effect_id("registerKey", enclave_key),
+            TxHash("0x" + bytes(log["transactionHash"]).hex()),
+            BlockNumber(int(log["blockNumber"])),
+        ),
+    ]
+
+
+def boot_with_registered_key(
+    service: StateService, market: Market, seeded: SeededProvider, committee: list[LocalAccount]
+) -> None:
+    """Record `registered_key_changes` in one commit, before the service runs."""
+    outcomes = service.apply_now(registered_key_changes(market, seeded, committee))
+    assert [o.rejected for o in outcomes] == [""] * len(outcomes)
+    key = service.state.keys[to_address(seeded.enclave.address)]
+    assert key.status is KeyStatus.REGISTERED, key
+
+
+def seed_registered_key(
+    config: NodeConfig,
+    account: LocalAccount,
+    identity: NodeIdentity,
+    market: Market,
+    seeded: SeededProvider,
+    committee: list[LocalAccount],
+) -> None:
+    """`boot_with_registered_key` on the store of the provider daemon `config` describes,
+    with the identity that daemon will have."""
+    me = identity_for(with_probed_capacity(config), account.address, identity.peer_id)
+    store = Store.open(config.store.path)
+    try:
+        store.bind_identity(me.role.value, me.address)
+        service = StateService(store, me, rebuild_state(store, me), Metrics())
+        boot_with_registered_key(service, market, seeded, committee)
+    finally:
+        store.close()
+
+
+async def deliver_input(
+    service: StateService, job_id: JobId, request: JobRequest, seeded: SeededProvider
+) -> None:
+    """What the p2p input gate records once the client's sealed input, the one the job
+    committed to, is stored for the seeded instance (tests/integration/daemon/
+    test_provider_role.py runs the real gate): the provider then starts the job."""
+    jobs = service.state.jobs
+    await until(service, lambda: job_id in jobs and jobs[job_id].status is JobStatus.ASSIGNED)
+    received = sc.InputReceived(
+        job_id,
+        Hash32("0x" + request.input_hash.hex()),
+        0,  # no bytes are stored here, and the transitions do not read the size
+        to_address(seeded.enclave.address),
+    )
+    outcome = await service.request(received)
+    assert outcome.rejected == "", outcome.rejected
+
+
+def register_initialised_provider(market: Market, directory: Path, password: str) -> None:
+    """Fund and register the provider `capa init` made in `directory`: a provider daemon
+    that is not registered (and has no stake configured) refuses to start."""
+    account = load_account(directory / "keys" / "account.json", password)
+    rpc(market.client.rpc_url, "anvil_setBalance", [account.address, hex(10**20)])
+    peer_id = load_identity(directory / "keys" / "identity.key").peer_id_bytes
+    market.register_provider(account, peer_id, market.min_stake())
+
+
 def write_config(
     directory: Path,
     *,
@@ -122,6 +256,9 @@ port = 0
 [p2p]
 # Any free port on loopback: tests run several daemons on one machine.
 listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
+
+[provider]
+backend = "sim"
 """
     )
     return load_config(path, env={})
@@ -147,7 +284,13 @@ class FakeExecutor:
             output_hash,
         )
         signature = sign_message(self._market.market_domain, result, self._seeded.enclave.key)
-        return JobExecuted(effect.job_id, Hash32("0x" + output_hash.hex()), "0x" + signature.hex())
+        # One result per submission (batch_size 1): when it was ready does not matter.
+        return JobExecuted(
+            effect.job_id,
+            Hash32("0x" + output_hash.hex()),
+            "0x" + signature.hex(),
+            int(time.time()),
+        )
 
 
 async def until(

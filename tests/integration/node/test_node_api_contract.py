@@ -16,13 +16,21 @@ from pathlib import Path
 
 import httpx
 from eth_utils.crypto import keccak
-from node_harness import PRICE, TDX, Actors, mine, start_daemon, wait_for_api
+from node_harness import (
+    PRICE,
+    TDX,
+    Actors,
+    mine,
+    register_initialised_provider,
+    start_daemon,
+    wait_for_api,
+)
 
 from node.chain.anvil import AnvilNode
 from node.chain.market import Market
 from node.chain.typed_data import JobRequest
 from node.cli.init import init_node
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 PASSWORD = "schemathesis password"
 EXAMPLES = 75  # per operation and phase
@@ -51,6 +59,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         tmp_path / "node",
         Role.PROVIDER,
         PASSWORD,
+        backend=Backend.SIM,
         rpc_urls=[anvil.rpc_url],
         chain_id=anvil.chain_id,
         market=market.deployment.market,
@@ -62,6 +71,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 1
     )
     market.post_job(actors.client, request)
+    register_initialised_provider(market, tmp_path / "node", PASSWORD)
     process = start_daemon(result.config_path, PASSWORD)
     try:
         url, token = wait_for_api(tmp_path / "node", process)

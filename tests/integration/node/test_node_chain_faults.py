@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import trio
 from node_harness import (
+    PRICE,
     Actors,
     FakeExecutor,
     TcpProxy,
+    boot_with_registered_key,
+    deliver_input,
     eventually,
+    head,
     keep_mining,
     match_job,
     mine,
     rpc,
+    seed_registered_key,
     until,
     write_config,
 )
 
 from node.chain.anvil import AnvilNode
-from node.chain.devnet import SeededProvider
+from node.chain.devnet import SeededProvider, match_quoted
 from node.chain.market import Market
 from node.chain.rpc import FailoverRpc
 from node.chain.typed_data import JobRequest
@@ -30,6 +36,7 @@ from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
 from node.daemon.state_service import StateService, rebuild_state
 from node.keys.identity import create_identity
 from node.metrics import Metrics
+from node.state.changes import JobMatched
 from node.state.effects import StartJob
 from node.state.model import Identity, JobStatus
 from node.state.values import Address, JobId
@@ -91,7 +98,7 @@ def test_a_reorg_rolls_back_the_unconfirmed_view_and_never_applies_the_lost_even
             assert not any(lost[2:] in e.body for e in store.view_events())
             recorded = [c.change for c in store.changes_after(0)]
             assert all(getattr(c, "job_id", None) != lost for c in recorded)
-            assert service.state.jobs[kept].status is JobStatus.RUNNING
+            assert service.state.jobs[kept].status is JobStatus.ASSIGNED  # waits for its input
             nursery.cancel_scope.cancel()
         await client.aclose()
 
@@ -116,9 +123,20 @@ def test_rpc_failover_outage_and_recovery(
                 request_timeout=1.0,
             )
             hooks = DaemonHooks(
-                handlers={StartJob: FakeExecutor(market, seeded)}, handle_signals=False
+                handlers={StartJob: FakeExecutor(market, seeded)},
+                handle_signals=False,
+                role_parts=False,
             )
             identity = create_identity(tmp_path / "identity.key")
+            await trio.to_thread.run_sync(
+                seed_registered_key,
+                config,
+                actors.provider,
+                identity,
+                market,
+                seeded,
+                actors.committee,
+            )
             daemon: RunningDaemon = await nursery.start(
                 run_daemon, config, actors.provider, identity, hooks
             )
@@ -128,15 +146,17 @@ def test_rpc_failover_outage_and_recovery(
             def settled(job: JobId) -> bool:
                 return job in jobs and jobs[job].status is JobStatus.SETTLED
 
-            first = _job_id(
-                await trio.to_thread.run_sync(match_job, market, actors, seeded, 1), actors
-            )
+            async def matched(nonce: int) -> tuple[JobRequest, JobId]:
+                request = await trio.to_thread.run_sync(match_job, market, actors, seeded, nonce)
+                return request, _job_id(request, actors)
+
+            request, first = await matched(1)
+            await deliver_input(daemon.service, first, request, seeded)
             await until(daemon.service, lambda: settled(first))
 
             primary.stop()  # the preferred endpoint goes away: traffic moves to the backup
-            second = _job_id(
-                await trio.to_thread.run_sync(match_job, market, actors, seeded, 2), actors
-            )
+            request, second = await matched(2)
+            await deliver_input(daemon.service, second, request, seeded)
             await until(daemon.service, lambda: settled(second))
             assert daemon.metrics.rpc_failovers._value.get() >= 1
             assert daemon.metrics.rpc_failures.labels(primary.url)._value.get() >= 1
@@ -144,12 +164,11 @@ def test_rpc_failover_outage_and_recovery(
             backup.stop()  # now nothing answers: requests retry with backoff
             failures = daemon.metrics.rpc_failures.labels(backup.url)
             await eventually(lambda: failures._value.get() >= 2)
-            third = _job_id(
-                await trio.to_thread.run_sync(match_job, market, actors, seeded, 3), actors
-            )
+            request, third = await matched(3)
             assert third not in jobs
 
             await nursery.start(primary.run)  # the primary comes back on its port
+            await deliver_input(daemon.service, third, request, seeded)
             await until(daemon.service, lambda: settled(third), timeout=30)
             daemon.stop()
             nursery.cancel_scope.cancel()
@@ -165,6 +184,7 @@ def test_a_reorg_below_the_confirmation_depth_is_detected_and_rescanned_without_
     me = Identity(Role.PROVIDER, Address(actors.provider.address))
     metrics = Metrics()
     service = StateService(store, me, rebuild_state(store, me), metrics)
+    boot_with_registered_key(service, market, seeded, actors.committee)
 
     async def scenario() -> None:
         client = FailoverRpc([url], retry_for=5)
@@ -186,11 +206,21 @@ def test_a_reorg_below_the_confirmation_depth_is_detected_and_rescanned_without_
             request = await trio.to_thread.run_sync(match_job, market, actors, seeded, 1)
             job = _job_id(request, actors)
             mine(url, 2)
-            await until(service, lambda: job in service.state.jobs)
+            await deliver_input(service, job, request, seeded)
+            assert service.state.jobs[job].status is JobStatus.RUNNING
+            (first_start,) = store.query("effects", where={"kind": "StartJob"})
             confirmed_before = watcher.cursor.number if watcher.cursor else 0
 
             assert rpc(url, "evm_revert", [snapshot]) is True  # the confirmed match is gone
-            await trio.to_thread.run_sync(match_job, market, actors, seeded, 1)  # and mined again
+            # It is mined again, in the new history's block `confirmed_before`: below the old
+            # cursor, so only a rescan finds it. (The watcher remembers the hash of its last
+            # confirmed block and those above; when all of them are gone it takes the block
+            # below them for the fork point and rescans from there.)
+            mine(url, confirmed_before - head(url) - 1)
+            await trio.to_thread.run_sync(
+                partial(match_quoted, market, actors.client, seeded, request, price=PRICE)
+            )
+            assert head(url) == confirmed_before
             mine(url, 4)
             with trio.fail_after(20):
                 while not (
@@ -199,10 +229,25 @@ def test_a_reorg_below_the_confirmation_depth_is_detected_and_rescanned_without_
                     and watcher.cursor.number > confirmed_before
                 ):
                     await watcher.polled.wait()
-            await until(service, lambda: True)
+            # The rescanned blocks' changes are committed with the cursor that passed them.
+            rescanned = watcher.cursor.number
+            await until(
+                service, lambda: (c := store.cursor()) is not None and c.number >= rescanned
+            )
+            # The rescan met the match again: a duplicate of the recorded log, or (another
+            # transaction hash in the new history) a new one. Either way it is not acted on.
+            matches = [
+                c.change
+                for c in store.changes_after(0)
+                if isinstance(c.change, JobMatched) and c.change.job_id == job
+            ]
+            assert len(matches) - 1 + metrics.duplicate_changes._value.get() >= 1
             assert service.state.jobs[job].status is JobStatus.RUNNING
-            starts = store.query("effects", where={"kind": "StartJob"})
-            assert len(starts) == 1  # the re-mined match did not start the job twice
+            # Effects are upserted by id, so counting them proves nothing: a second start
+            # would re-record the effect at a later change and reopen it.
+            (start,) = store.query("effects", where={"kind": "StartJob"})
+            assert start["created_seq"] == first_start["created_seq"]
+            assert start["status"] == first_start["status"]
             nursery.cancel_scope.cancel()
         await client.aclose()
 

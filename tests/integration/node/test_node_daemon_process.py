@@ -13,13 +13,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_harness import RUN_NODE_APP, Actors, start_daemon, wait_for_api
+from node_harness import (
+    RUN_NODE_APP,
+    Actors,
+    register_initialised_provider,
+    start_daemon,
+    wait_for_api,
+)
 
 from node.api.models import ActionOutcome
 from node.chain.anvil import AnvilNode
 from node.chain.market import Market
 from node.cli.init import init_node
-from node.config.model import Role
+from node.config.model import Backend, Role
 
 PASSWORD = "correct horse battery staple"
 
@@ -32,6 +38,7 @@ def test_init_run_query_and_stop_on_signal(
         tmp_path,
         Role.PROVIDER,
         PASSWORD,
+        backend=Backend.SIM,
         rpc_urls=[anvil.rpc_url],
         chain_id=31337,
         market=market.deployment.market,
@@ -40,6 +47,7 @@ def test_init_run_query_and_stop_on_signal(
     )
     for secret in ("keys/account.json", "keys/identity.key"):
         assert (tmp_path / secret).stat().st_mode & 0o777 == 0o600
+    register_initialised_provider(market, tmp_path, PASSWORD)
     process = start_daemon(result.config_path, PASSWORD)
     try:
         url, token = wait_for_api(tmp_path, process)
@@ -57,7 +65,15 @@ def test_init_run_query_and_stop_on_signal(
 
         # The CLI reaches the daemon through the same API.
         cli = subprocess.run(
-            [sys.executable, "-c", RUN_NODE_APP, "status", "--config", str(result.config_path)],
+            [
+                sys.executable,
+                "-c",
+                RUN_NODE_APP,
+                "status",
+                "--json",
+                "--config",
+                str(result.config_path),
+            ],
             capture_output=True,
             text=True,
             timeout=30,

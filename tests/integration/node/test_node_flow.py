@@ -8,10 +8,13 @@ import trio
 from node_harness import (
     Actors,
     FakeExecutor,
+    deliver_input,
+    eventually,
     keep_mining,
     match_job,
     mine,
     nonce_of,
+    seed_registered_key,
     until,
     write_config,
 )
@@ -34,8 +37,9 @@ def test_restart_mid_flow_sends_nothing_twice(
         tmp_path, role="provider", rpc_urls=[anvil.rpc_url], market=market.deployment.market
     )
     identity = create_identity(tmp_path / "identity.key")
+    seed_registered_key(config, actors.provider, identity, market, seeded, actors.committee)
     executor = FakeExecutor(market, seeded)
-    hooks = DaemonHooks(handlers={StartJob: executor}, handle_signals=False)
+    hooks = DaemonHooks(handlers={StartJob: executor}, handle_signals=False, role_parts=False)
     request = match_job(market, actors, seeded, nonce=1)
     job_id = JobId("0x" + request.job_id(actors.client.address).hex())
     submit = EffectId(f"submitResult:{job_id}")
@@ -47,10 +51,15 @@ def test_restart_mid_flow_sends_nothing_twice(
                 run_daemon, config, actors.provider, identity, hooks
             )
             mine(anvil.rpc_url, 2)  # JobMatched is now 2 deep: confirmed
+            await deliver_input(daemon.service, job_id, request, seeded)
             # The submitResult transaction is signed, recorded and mined (automine) but,
             # with no further blocks, never confirmed: stop right there.
             await until(daemon.service, lambda: daemon.store.transaction_for(submit) is not None)
             assert daemon.service.state.jobs[job_id].status is JobStatus.SUBMITTING
+            # Recorded comes before broadcast: stop once it is mined, not in between.
+            await eventually(
+                lambda: nonce_of(anvil.rpc_url, actors.provider.address) == nonce_before + 1
+            )
             daemon.stop()
 
     trio.run(first_run)

@@ -12,6 +12,7 @@ from libp2p.peer.id import ID
 from node_harness import Actors, keep_mining, write_config
 
 from node.chain.anvil import AnvilNode
+from node.chain.devnet import SeededProvider
 from node.chain.market import Market
 from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
 from node.keys.identity import create_identity
@@ -50,8 +51,9 @@ async def until_true(check: object, timeout_s: float = 20.0) -> None:
 
 
 def test_a_fault_inside_libp2p_restarts_p2p_while_the_daemon_carries_on(
-    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, seeded: SeededProvider
 ) -> None:
+    # `seeded`: a provider daemon starts only once its account is registered.
     config = write_config(
         tmp_path, role="provider", rpc_urls=[anvil.rpc_url], market=market.deployment.market
     )
@@ -63,7 +65,7 @@ def test_a_fault_inside_libp2p_restarts_p2p_while_the_daemon_carries_on(
                 config,
                 actors.provider,
                 create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False, p2p_policy=POLICY),
+                DaemonHooks(handle_signals=False, p2p_policy=POLICY, role_parts=False),
             )
             nursery.start_soon(keep_mining, anvil.rpc_url)
             supervisor = daemon.p2p

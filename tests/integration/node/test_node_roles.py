@@ -8,93 +8,31 @@ import httpx
 import trio
 from eth_utils.crypto import keccak
 from node_harness import (
-    MEASUREMENT,
     PRICE,
     TDX,
     Actors,
     FakeExecutor,
+    deliver_input,
     keep_mining,
+    seed_registered_key,
     until,
     write_config,
 )
 
-from node.api.models import JobRequestBody, MatchJob, OfferBody
 from node.chain.anvil import AnvilNode
 from node.chain.devnet import SeededProvider
 from node.chain.market import JobState, Market
-from node.chain.typed_data import JobRequest, Offer
+from node.chain.typed_data import JobRequest
 from node.daemon.daemon import DaemonHooks, RunningDaemon, run_daemon
 from node.keys.identity import create_identity
-from node.state.effects import SendInput, StartJob
+from node.state.effects import StartJob
 from node.state.model import JobStatus
-from node.state.values import EffectId, JobId
+from node.state.values import JobId
 
 
 async def _api(daemon: RunningDaemon, token_file: Path) -> httpx.AsyncClient:
     token = token_file.read_text()
     return httpx.AsyncClient(base_url=daemon.api_url, headers={"Authorization": f"Bearer {token}"})
-
-
-def test_a_client_pays_for_a_job_through_the_api(
-    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors, seeded: SeededProvider
-) -> None:
-    config = write_config(
-        tmp_path, role="client", rpc_urls=[anvil.rpc_url], market=market.deployment.market
-    )
-    now = market.latest_timestamp()
-    request = JobRequest(
-        keccak(b"spec"), keccak(b"input"), 1 << TDX, bytes(32), 1, PRICE, now + 3600, 7
-    )
-    job = JobId("0x" + request.job_id(actors.client.address).hex())
-    quoted_for = request.request_hash(actors.client.address)
-    offer = Offer(
-        seeded.account.address,
-        seeded.enclave.address,
-        TDX,
-        MEASUREMENT,
-        PRICE,
-        60,
-        1800,
-        now + 600,
-        quoted_for,
-        7,
-    )
-    signature = offer.sign(market.market_domain, seeded.account.key)
-    action = MatchJob(
-        kind="match",
-        request_id="match-7",
-        request=JobRequestBody.of(request),
-        offer=OfferBody.of(offer),
-        signature="0x" + signature.hex(),
-        value=str(PRICE),
-    ).model_dump(mode="json", exclude_none=True)
-
-    async def scenario() -> None:
-        async with trio.open_nursery() as nursery:
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
-            )
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            async with await _api(daemon, config.api.token_file) as api:
-                first = (await api.post("/v1/jobs", json=action)).json()
-                assert first["seq"] is not None and first["rejected"] == ""
-                retried = (await api.post("/v1/jobs", json=action)).json()
-                assert retried["duplicate"] is True  # same request id: acts once
-                state = daemon.service.state
-                await until(daemon.service, lambda: state.jobs[job].status is JobStatus.ASSIGNED)
-                assert EffectId(f"matchJob:{job}") not in state.pending
-                assert isinstance(state.pending[EffectId(f"input:{job}")], SendInput)
-                listed = (await api.get("/v1/jobs", params={"status": "assigned"})).json()["jobs"]
-                assert [row["job_id"] for row in listed] == [job]
-            daemon.stop()
-            nursery.cancel_scope.cancel()
-
-    trio.run(scenario)
-    assert market.job(bytes.fromhex(job[2:])).state is JobState.ACCEPTED
 
 
 def test_a_verifier_daemon_runs_without_a_market(
@@ -109,7 +47,7 @@ def test_a_verifier_daemon_runs_without_a_market(
                 config,
                 actors.committee[0],
                 create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
+                DaemonHooks(handle_signals=False, role_parts=False),
             )
             assert daemon.watcher is None and daemon.sender is None
             async with await _api(daemon, config.api.token_file) as api:
@@ -133,6 +71,8 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
     )
     job = JobId("0x" + request.job_id(actors.client.address).hex())
     executor = FakeExecutor(market, seeded)
+    identity = create_identity(tmp_path / "identity.key")
+    seed_registered_key(config, actors.provider, identity, market, seeded, actors.committee)
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
@@ -140,8 +80,8 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
                 run_daemon,
                 config,
                 actors.provider,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handlers={StartJob: executor}, handle_signals=False),
+                identity,
+                DaemonHooks(handlers={StartJob: executor}, handle_signals=False, role_parts=False),
             )
             nursery.start_soon(keep_mining, anvil.rpc_url)
             await trio.to_thread.run_sync(market.post_job, actors.client, request)
@@ -154,6 +94,7 @@ def test_a_provider_accepts_a_posted_job_through_the_api_and_settles_it(
                 assert refused.status_code == 422 and "min_duration" in refused.text
                 answer = await api.post(path, json={**accept, "min_duration": "1800"})
                 assert answer.json()["rejected"] == ""
+                await deliver_input(daemon.service, job, request, seeded)
                 await until(daemon.service, lambda: jobs[job].status is JobStatus.SETTLED)
                 transactions = (await api.get("/v1/transactions")).json()["transactions"]
             assert sorted(t["effect_id"].split(":")[0] for t in transactions) == [

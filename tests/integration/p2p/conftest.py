@@ -82,7 +82,7 @@ class FakeProvider:
     def address(self) -> str:
         return str(Account.from_key(self.key).address)
 
-    async def current_evidence(self) -> EvidenceBundle | None:
+    async def current_evidence(self, enclave_key: str | None = None) -> EvidenceBundle | None:
         return EvidenceBundle(5, b'{"format":"capacloud-sim-evidence"}', "sim://none", 1700000000)
 
     async def quote(self, peer: PeerId, request: JobRequest, client: str) -> SignedOffer:

@@ -31,7 +31,7 @@ MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
 class Services:
-    async def current_evidence(self) -> EvidenceBundle:
+    async def current_evidence(self, enclave_key: str | None = None) -> EvidenceBundle:
         return EvidenceBundle(5, b'{"format":"capacloud-sim-evidence"}', "sim://none", 1700000000)
 
     async def quote(self, *args: Any) -> Any:

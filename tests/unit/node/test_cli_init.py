@@ -44,7 +44,7 @@ def test_a_key_in_the_way_fails_and_takes_back_what_it_made(tmp_path: Path) -> N
     identity = tmp_path / "keys" / "identity.key"
     identity.parent.mkdir()
     identity.write_bytes(b"\x01" * 32)
-    result = _init("--role", "provider", "--dir", str(tmp_path))
+    result = _init("--role", "provider", "--backend", "sim", "--dir", str(tmp_path))
     assert result.exit_code == 1
     assert "refusing to overwrite a key" in result.stderr
     assert _tree(tmp_path) == ["keys", "keys/identity.key"]  # the keystore made first is gone
@@ -136,6 +136,8 @@ def test_init_from_a_deployment_manifest(tmp_path: Path) -> None:
     result = _init(
         "--role",
         "provider",
+        "--backend",
+        "sim",
         "--dir",
         str(node_dir),
         "--deployment",
@@ -184,3 +186,19 @@ def test_a_manifest_contradicted_or_broken_is_a_usage_error(tmp_path: Path) -> N
     assert bad.exit_code == 2
     assert "contracts.JobMarket.address = '0x1234': expected a checksummed address" in bad.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_provider_without_a_tee_must_name_its_backend_and_sim_is_written_as_named(
+    tmp_path: Path,
+) -> None:
+    from node.enclave.probe import probe_attesters
+
+    if any(c.available and c.name != "sim" for c in probe_attesters()):
+        pytest.skip("this machine has a TEE: init picks it")
+    refused = _init("--role", "provider", "--dir", str(tmp_path / "a"))
+    assert refused.exit_code == 2
+    assert "no TEE this node can attest" in refused.stderr and "--backend sim" in refused.stderr
+    assert not (tmp_path / "a").exists()
+    named = _init("--role", "provider", "--backend", "sim", "--dir", str(tmp_path / "b"))
+    assert named.exit_code == 0, named.output
+    assert 'backend = "sim"' in (tmp_path / "b" / "capa.toml").read_text()

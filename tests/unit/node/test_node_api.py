@@ -7,9 +7,11 @@ call what, what reaches the backend, and the answers' wording.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,13 +21,16 @@ from fastapi.routing import APIRoute
 
 from node.api.app import MAX_BODY, ApiApp
 from node.api.client import ApiClient
-from node.api.errors import ApiError, InvalidAction, Unavailable
+from node.api.errors import ApiError, InvalidAction, NotReady, Unavailable
 from node.api.models import (
     AcceptJob,
     Action,
     ActionOutcome,
     ChainPosition,
     NodeStatus,
+    StagedInput,
+    SubmitJob,
+    SubmittedJob,
     Withdraw,
 )
 from node.config.model import Role
@@ -33,6 +38,7 @@ from node.metrics import Metrics
 from node.state.model import JobStatus
 
 TOKEN = "t0ken"
+MAX_INPUT = 256 * 1024
 JOB = "0x" + "ab" * 32
 KEY = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 JOB_ROW = {
@@ -46,6 +52,7 @@ JOB_ROW = {
     "output_hash": None,
     "error": "",
     "updated_seq": 3,
+    "detail": "{}",
 }
 
 
@@ -55,6 +62,7 @@ class FakeBackend:
         self.queries: list[tuple[str, dict[str, str], int]] = []
         self.actions: list[tuple[Action, str | None]] = []
         self.fail_with: Exception | None = None
+        self.staged: list[bytes] = []
 
     def status(self) -> NodeStatus:
         return NodeStatus(
@@ -80,6 +88,17 @@ class FakeBackend:
         self.actions.append((action, job_id))
         return ActionOutcome(origin="cli:r1", seq=8, duplicate=False, rejected="")
 
+    async def stage_input(self, data: bytes) -> StagedInput:
+        self.staged.append(data)
+        return StagedInput(input_id="0x" + hashlib.sha256(data).hexdigest(), size=len(data))
+
+    async def submit(self, action: SubmitJob) -> SubmittedJob:
+        self.actions.append((action, None))
+        return SubmittedJob(origin="cli:r1", seq=9, duplicate=False, rejected="", job_id=JOB)
+
+    def output_of(self, job_id: str) -> Path:
+        raise NotReady(f"job {job_id} is running, not verified")
+
 
 def _ask(
     backend: FakeBackend,
@@ -89,7 +108,7 @@ def _ask(
     token: str | None = TOKEN,
     **kwargs: Any,
 ) -> httpx.Response:
-    app = ApiApp(backend, TOKEN, Metrics())
+    app = ApiApp(backend, TOKEN, Metrics(), max_input=MAX_INPUT)
 
     async def go() -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -182,7 +201,7 @@ def test_one_job_by_id_in_any_case(backend: FakeBackend) -> None:
         ("/v1/jobs?limit=many", "query.limit: Input should be a valid integer"),
         ("/v1/jobs?limit=0", "query.limit: Input should be greater than or equal to 1"),
         ("/v1/jobs?limit=1001", "query.limit: Input should be less than or equal to 1000"),
-        ("/v1/jobs?status=lost", "query.status: Input should be 'requested'"),
+        ("/v1/jobs?status=lost", "query.status: Input should be 'submitted'"),
         ("/v1/effects?status=open", "query.status: Input should be 'pending', 'done' or"),
         ("/v1/jobs/0x1234", "path.job_id: String should match pattern"),
     ],
@@ -261,7 +280,16 @@ def test_actions_of_another_role_are_refused_before_the_backend(backend: FakeBac
         ("/v1/withdrawals", {"amount": "1", "to": "0x12"}, "body.to: String should match pattern"),
         (f"/v1/jobs/{JOB}/accept", {}, "body.enclave_key: Field required"),
         (f"/v1/jobs/{JOB}/accept", [], "body: expected a JSON object"),
-        ("/v1/jobs", {"kind": "steal"}, "body: Input tag 'steal' found using 'kind' does not"),
+        (
+            "/v1/jobs",
+            {"workload": "gpu", "measurement": JOB, "input_id": JOB, "max_price": "1"},
+            "body.workload: Input should be 'wasm', 'onnx' or 'exec'",
+        ),
+        (
+            "/v1/jobs",
+            {"workload": "wasm", "measurement": JOB, "input_id": JOB, "max_price": "0"},
+            "body.max_price:",
+        ),
     ],
 )
 def test_malformed_actions_are_refused_by_field(
@@ -321,7 +349,11 @@ def test_the_document_types_every_parameter_body_and_answer(backend: FakeBackend
             assert "401" in responses, where
         if "requestBody" in operation:
             assert {"413", "422"} <= set(responses), where
-            assert operation["requestBody"]["content"]["application/json"]["schema"], where
+            (media,) = operation["requestBody"]["content"]  # JSON, or raw bytes for inputs
+            assert media == (
+                "application/octet-stream" if path == "/v1/inputs" else "application/json"
+            ), where
+            assert operation["requestBody"]["content"][media]["schema"], where
         if operation.get("parameters"):
             assert "422" in responses, where
         for parameter in operation.get("parameters", []):
@@ -399,3 +431,44 @@ def test_the_client_reports_refusals_in_the_daemons_words(backend: FakeBackend) 
     with pytest.raises(ApiError, match="not a job id"):
         client.cancel_job("../withdrawals")
     assert backend.actions == []
+
+
+def test_a_client_stages_an_input_up_to_its_own_limit_and_submits_a_job() -> None:
+    backend = FakeBackend(Role.CLIENT)
+    data = b"x" * (MAX_INPUT - 1)  # above the JSON limit, within the input limit
+    staged = _ask(backend, "POST", "/v1/inputs", content=data)
+    assert staged.status_code == 200, staged.text
+    assert staged.json() == {"input_id": "0x" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+    assert backend.staged == [data]
+    too_big = _ask(backend, "POST", "/v1/inputs", content=b"x" * (MAX_INPUT + 1))
+    assert too_big.status_code == 413
+    assert backend.staged == [data]
+    body = {
+        "workload": "wasm",
+        "measurement": JOB,
+        "input_id": staged.json()["input_id"],
+        "max_price": "1000",
+    }
+    submitted = _ask(backend, "POST", "/v1/jobs", json=body)
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["job_id"] == JOB
+    ((action, _),) = backend.actions
+    assert isinstance(action, SubmitJob) and action.timeout_s == "600" and action.tee_kinds == 0
+
+
+def test_only_a_client_stages_inputs_and_big_bodies_elsewhere_are_refused() -> None:
+    provider = FakeBackend(Role.PROVIDER)
+    assert _ask(provider, "POST", "/v1/inputs", content=b"abc").status_code == 409
+    assert provider.staged == []
+    body = {"workload": "wasm", "measurement": JOB, "input_id": JOB, "max_price": "1"}
+    assert _ask(provider, "POST", "/v1/jobs", json=body).status_code == 409
+    # The input limit is the staging path's own: other paths keep the small JSON limit.
+    huge = b"{" + b" " * (MAX_INPUT - 10) + b"}"
+    answer = _ask(provider, "POST", "/v1/withdrawals", content=huge)
+    assert answer.status_code == 413
+
+
+def test_an_output_before_verification_is_a_conflict_naming_the_state() -> None:
+    answer = _ask(FakeBackend(Role.CLIENT), "GET", f"/v1/jobs/{JOB}/output")
+    assert answer.status_code == 409
+    assert answer.json() == {"error": f"job {JOB} is running, not verified"}

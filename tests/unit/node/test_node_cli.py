@@ -32,7 +32,8 @@ def _init_app() -> typer.Typer:
 def _init(directory: Path, role: str) -> None:
     result = runner.invoke(
         _init_app(),
-        ["init", "--role", role, "--dir", str(directory), "--scrypt-n", "16", "--api-port", "0"],
+        ["init", "--role", role, "--dir", str(directory), "--scrypt-n", "16", "--api-port", "0"]
+        + (["--backend", "sim"] if role == "provider" else []),
         env=ENV,
     )
     assert result.exit_code == 0, result.output

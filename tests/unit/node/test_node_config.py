@@ -8,7 +8,7 @@ import pytest
 
 from node.config.errors import ConfigError
 from node.config.loader import load_config
-from node.config.model import Role
+from node.config.model import Backend, Role
 from node.config.template import render_config
 
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -23,7 +23,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize("role", list(Role))
 def test_the_written_template_loads_for_every_role(tmp_path: Path, role: Role) -> None:
     text = render_config(
-        role, rpc_urls=["http://127.0.0.1:8545"], chain_id=31337, market=MARKET, api_port=7420
+        role,
+        rpc_urls=["http://127.0.0.1:8545"],
+        chain_id=31337,
+        market=MARKET,
+        api_port=7420,
+        backend=Backend.SIM if role is Role.PROVIDER else None,
     )
     config = load_config(_write(tmp_path, text), env={})
     assert config.node.role is role
@@ -100,7 +105,12 @@ def test_a_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
 
 def test_run_requires_the_market(tmp_path: Path) -> None:
     text = render_config(
-        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
+        Role.PROVIDER,
+        rpc_urls=["http://127.0.0.1:8545"],
+        chain_id=1,
+        market="",
+        api_port=0,
+        backend=Backend.SIM,
     )
     config = load_config(_write(tmp_path, text), env={})
     with pytest.raises(ConfigError, match=r"chain.market is missing.*0x followed by 40 hex digits"):
@@ -112,7 +122,12 @@ def test_the_p2p_section_defaults_overrides_and_daemon_settings(tmp_path: Path) 
     from node.p2p.identity import NodeIdentity
 
     text = render_config(
-        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=31337, market=MARKET, api_port=0
+        Role.PROVIDER,
+        rpc_urls=["http://127.0.0.1:8545"],
+        chain_id=31337,
+        market=MARKET,
+        api_port=0,
+        backend=Backend.SIM,
     )
     config = load_config(_write(tmp_path, text), env={})
     assert config.p2p.enabled and config.p2p.listen_addrs == ("/ip4/0.0.0.0/tcp/4001",)
@@ -162,7 +177,12 @@ def test_a_p2p_setting_the_p2p_layer_refuses_stops_the_daemon_with_one_line(
     from node.daemon.p2p_service import p2p_config_for
 
     text = render_config(
-        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market=MARKET, api_port=0
+        Role.PROVIDER,
+        rpc_urls=["http://127.0.0.1:8545"],
+        chain_id=1,
+        market=MARKET,
+        api_port=0,
+        backend=Backend.SIM,
     )
     # Well-formed to the loader, which only checks the shape: the p2p layer parses it fully.
     config = load_config(
@@ -170,3 +190,18 @@ def test_a_p2p_setting_the_p2p_layer_refuses_stops_the_daemon_with_one_line(
     )
     with pytest.raises(DaemonError, match=r"\[p2p\] in .*not a multiaddr"):
         p2p_config_for(config)
+
+
+def test_a_provider_config_must_name_its_backend(tmp_path: Path) -> None:
+    text = render_config(
+        Role.PROVIDER, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
+    )
+    assert 'backend = ""' in text
+    with pytest.raises(
+        ConfigError, match=r"provider.backend is missing.*names its enclave backend"
+    ):
+        load_config(_write(tmp_path, text), env={})
+    text = render_config(
+        Role.CLIENT, rpc_urls=["http://127.0.0.1:8545"], chain_id=1, market="", api_port=0
+    )
+    assert load_config(_write(tmp_path, text), env={}).provider.backend is None

@@ -55,21 +55,20 @@ def _service(path: Path, snapshot_every: int = 10_000) -> StateService:
 def test_changes_effects_and_cursor_commit_together_and_replay(tmp_path: Path) -> None:
     service = _service(tmp_path / "node.sqlite")
     cursor = ChainCursor(BlockNumber(7), H)
-    outcomes = service.apply_now([_matched(1), _matched(2)], cursor)
-    assert [o.seq for o in outcomes] == [1, 2]
+    withdrawals = [sc.WithdrawRequested(f"w{i}", 5 * i, ME.address) for i in (1, 2)]
+    outcomes = service.apply_now([_matched(1), _matched(2), *withdrawals], cursor)
+    assert [o.seq for o in outcomes] == [1, 2, 3, 4]
     again = service.apply_now([_matched(1)])
     assert again[0].seq is None  # same origin: refused, nothing done twice
     service.store.close()
 
     reopened = _service(tmp_path / "node.sqlite")
     assert reopened.store.cursor() == cursor
-    assert set(reopened.state.pending) == {
-        EffectId(f"start:{_job(1)}"),
-        EffectId(f"start:{_job(2)}"),
-    }
-    assert reopened.state.jobs[_job(2)].status is JobStatus.RUNNING
+    assert set(reopened.state.pending) == {EffectId("withdraw:w1"), EffectId("withdraw:w2")}
+    # A matched job waits for its client's input.
+    assert reopened.state.jobs[_job(2)].status is JobStatus.ASSIGNED
     rows = reopened.store.query("effects", where={"status": "pending"})
-    assert len(rows) == 2
+    assert sorted(row["effect_id"] for row in rows) == ["withdraw:w1", "withdraw:w2"]
 
 
 def test_a_failed_commit_leaves_nothing_half_written(tmp_path: Path) -> None:
@@ -144,3 +143,34 @@ def test_the_service_loop_drains_its_queue_when_inputs_close(tmp_path: Path) -> 
 
     trio.run(scenario)
     assert service.store.change_count() == 20
+
+
+def test_the_schema_head_is_the_migrations_head_and_an_up_to_date_store_skips_alembic(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    from node.store import store as store_module
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(store_module._MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == store_module.SCHEMA_HEAD
+
+    path = tmp_path / "node.sqlite"
+    Store.open(path).close()  # created and migrated
+    opened = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from node.store.store import Store; "
+            f"Store.open(Path({str(path)!r})).close(); print('alembic' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert opened.stdout.strip() == "False"

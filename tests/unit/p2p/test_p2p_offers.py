@@ -136,6 +136,28 @@ def test_the_book_keeps_the_freshest_listing_and_expires_it() -> None:
     assert book.resource_offers(NOW + 20) == []
 
 
+def test_a_provider_offers_each_workload_under_its_own_key() -> None:
+    """Two enclave keys of one provider are two offers: neither replaces the other."""
+    other = Account.from_key(bytes.fromhex("33" * 32)).address
+    book = OfferBook(entry_ttl_s=100, max_entries=10, max_per_provider=2)
+    assert book.put(listing(nonce=5), NOW)
+    assert book.put(listing(nonce=1, enclave_key=other), NOW)
+    assert {x.offer.enclave_key for x in book.listings(NOW)} == {ENCLAVE, other}
+    assert book.get(PROVIDER.lower(), other).offer.nonce == 1  # type: ignore[union-attr]
+    third = Account.from_key(bytes.fromhex("44" * 32)).address
+    assert book.put(listing(nonce=1, enclave_key=third), NOW + 1)
+    assert len(book.of_provider(PROVIDER.lower())) == 2  # its oldest offer made room
+    assert book.get(PROVIDER.lower(), ENCLAVE) is None
+
+
+def test_two_offers_of_one_provider_in_one_second_are_not_replays() -> None:
+    other = Account.from_key(bytes.fromhex("33" * 32)).address
+    v = validator()
+    v.check(PEER, PEER, listing(nonce=9).encode())
+    v.check(PEER, PEER, listing(nonce=1, enclave_key=other).encode())
+    assert rejection(v, listing(nonce=9).encode()) == "replayed"
+
+
 def test_penalties_hold_then_decay_and_ban_at_the_threshold() -> None:
     clock = FakeClock()
     penalties = PeerPenalties(

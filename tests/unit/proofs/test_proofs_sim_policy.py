@@ -173,3 +173,19 @@ def test_binding_layout() -> None:
     assert len(data) == 64 and data[32:] == bytes(32)
     other = KeyBinding(**{**BINDING.__dict__, "nonce": b"\x08" * 32})
     assert other.report_data() != data
+
+
+def test_a_policy_may_pin_the_sim_hosts_it_trusts() -> None:
+    from eth_account import Account
+
+    claims = verify_evidence(_sim(), _NoCollateral(), AT).claims  # type: ignore[arg-type]
+    host = Account.from_key(HOST_KEY).address
+    pinned = Policy.from_mapping({"allow_sim": True, "sim_hosts": [host.lower()]})
+    assert evaluate(pinned, claims, AT, binding=BINDING).accepted
+    other = Policy.from_mapping({"allow_sim": True, "sim_hosts": ["0x" + "12" * 20]})
+    refused = evaluate(other, claims, AT, binding=BINDING)
+    assert not refused.accepted
+    assert refused.reasons == (f"sim host {host.lower()} is not one of the policy's sim_hosts",)
+    for bad in (["0x12"], ["12" * 20 + "00"], "0x" + "12" * 20, ["0x" + "zz" * 20]):
+        with pytest.raises(PolicyInvalid, match="sim_hosts"):
+            Policy.from_mapping({"allow_sim": True, "sim_hosts": bad})
