@@ -68,8 +68,10 @@ def submit(
         timeout=timeout,
         env=node_environment(),
     )
-    answer = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
-    return done.returncode, answer, done.stderr
+    # A failed job prints its summary, then the error object: the summary comes first.
+    text = done.stdout.strip()
+    answer = json.JSONDecoder().raw_decode(text)[0] if text.startswith("{") else {}
+    return done.returncode, answer, done.stderr + text
 
 
 def market_of(net: Devnet) -> Market:
@@ -220,7 +222,7 @@ def test_a_provider_killed_after_taking_the_input_settles_once_or_refunds_never_
     finally:
         if submitting.poll() is None:
             submitting.kill()
-    answer = json.loads(out)
+    answer = json.JSONDecoder().raw_decode(out.strip())[0]  # the summary, before any error
     on_chain = market.job(bytes.fromhex(job["job_id"][2:]))
     gained = market.balance_of(victim.address) - credits_before[victim.address]
     if answer["state"] == "verified":
@@ -283,7 +285,18 @@ def test_a_candidate_failing_the_clients_policy_never_gets_the_input(tmp_path: P
         policy.write_text(json.dumps({"allow_sim": True, "sim_hosts": [host]}))
         pinned.client.stop()
         pinned.client.restart()
-        pinned.wait_for_offers()
+        # The restarted client must hear both providers live (its offer book is in memory):
+        # a restarted provider attests and publishes afresh.
+
+        def offers_of(node: NodeHandle) -> int:
+            rows = pinned.client.get("/v1/offers")["offers"]
+            return sum(1 for o in rows if o["provider"].lower() == node.address.lower())
+
+        for provider in (first, second):
+            heard = offers_of(provider)
+            provider.stop()
+            provider.restart()  # its sim host key stays: the pin holds
+            wait_for(lambda p=provider, h=heard: offers_of(p) > h, f"{provider.name}'s offer", 180)
         (tmp_path / "in").write_bytes(b"for the second only")
         code, job, err = submit(
             pinned.client.config,
@@ -292,6 +305,7 @@ def test_a_candidate_failing_the_clients_policy_never_gets_the_input(tmp_path: P
             "--output", str(tmp_path / "out"),
         )  # fmt: skip
         assert code == 0, err
+        # The cheaper first provider ranks first; the policy drops it as a tried candidate.
         assert job["provider"].lower() == second.address.lower()
         assert "sim_hosts" in (job["tried"] or ""), job
         assert first.get("/v1/jobs")["jobs"] == []  # never matched, never sent the input
