@@ -242,7 +242,7 @@ def init_command(
         typer.Option(
             "--backend",
             help="Provider: the enclave backend (tdx, sev-snp, sgx-gramine; sim is INSECURE, "
-            "devnets only) [default: the one `capa node probe` finds on this machine].",
+            "devnets only). Default: the TEE `capa node probe` finds on this machine.",
         ),
     ] = None,
     scrypt_n: Annotated[
