@@ -2,7 +2,7 @@
 collects every test and imports its own code.
 
 This is what a new user (and CI) has: `git clone` into an empty folder, nothing beside it.
-A test or bench that reads `../shared`, a file left untracked, or one hidden by .gitignore
+A test or bench that reads a folder beside the repository, a file left untracked, or one hidden by .gitignore
 (say test data under a `cache/` folder) fails here before it fails for them.
 """
 
