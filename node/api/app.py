@@ -150,13 +150,16 @@ def build_api(backend: ApiBackend, metrics: Metrics) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
 
-    async def act(
-        action: Action, roles: Iterable[Role], job_id: str | None = None
-    ) -> ActionOutcome:
+    def only(roles: Iterable[Role]) -> None:
         allowed = tuple(roles)
         if backend.role not in allowed:
             takers = " or ".join(role.value for role in allowed)
             raise WrongRole(f"only a {takers} node takes this action; this one is a {backend.role}")
+
+    async def act(
+        action: Action, roles: Iterable[Role], job_id: str | None = None
+    ) -> ActionOutcome:
+        only(roles)
         return await backend.act(action, job_id=job_id)
 
     @api.get(paths.HEALTH, summary="Liveness: answers while the daemon runs", tags=["node"])
@@ -214,10 +217,7 @@ def build_api(backend: ApiBackend, metrics: Metrics) -> FastAPI:
         },
     )
     async def stage_input(request: Request) -> StagedInput:
-        if backend.role is not Role.CLIENT:
-            raise WrongRole(
-                f"staging inputs is for a client node; this node is a {backend.role.value}"
-            )
+        only([Role.CLIENT])
         return await backend.stage_input(await request.body())
 
     @api.post(
@@ -229,10 +229,7 @@ def build_api(backend: ApiBackend, metrics: Metrics) -> FastAPI:
         responses=_errors(409, 422, 503),
     )
     async def submit_job(body: SubmitJob) -> SubmittedJob:
-        if backend.role is not Role.CLIENT:
-            raise WrongRole(
-                f"submitting jobs is for a client node; this node is a {backend.role.value}"
-            )
+        only([Role.CLIENT])
         return await backend.submit(body)
 
     @api.get(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from node.chain.watcher import ChainWatcher
 from node.config.model import Role
 from node.daemon.job_files import JobFiles
 from node.daemon.state_service import StateService
+from node.keys.files import replace_secret_file
 from node.keys.identity import NodeIdentity
 from node.state import changes as sc
 from node.state.errors import InvalidValue
@@ -186,7 +186,7 @@ class DaemonApiBackend:
             )
         digest = hashlib.sha256(data).hexdigest()
         folder = self._staging
-        await trio.to_thread.run_sync(_write_private, folder, folder / digest, data)
+        await trio.to_thread.run_sync(replace_secret_file, folder / digest, data)
         return StagedInput(input_id="0x" + digest, size=len(data))
 
     async def submit(self, action: SubmitJob) -> SubmittedJob:
@@ -245,14 +245,3 @@ def _required(job_id: str | None) -> str:
     if job_id is None:
         raise InvalidAction("this action needs a job id")
     return job_id
-
-
-def _write_private(folder: Path, path: Path, data: bytes) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)

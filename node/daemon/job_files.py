@@ -22,16 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from node.enclave.envelope import seal_job_input
 from node.enclave.sealing import Direction, open_stream, public_key_bytes
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+from node.keys.files import replace_secret_file
 
 
 class JobFiles:
@@ -65,7 +56,7 @@ class JobFiles:
 
     def store_plaintext(self, data: bytes) -> None:
         self.ensure()
-        _write_private(self.plaintext, data)
+        replace_secret_file(self.plaintext, data)
 
     def output_key(self) -> X25519PrivateKey:
         """The job's output key, made on first use and kept for the job's life."""
@@ -74,7 +65,7 @@ class JobFiles:
             return X25519PrivateKey.from_private_bytes(self._key_file.read_bytes())
         key = X25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        _write_private(self._key_file, raw)
+        replace_secret_file(self._key_file, raw)
         return key
 
     def seal_for(self, enclave_hpke_key: bytes) -> tuple[bytes, int]:
@@ -100,7 +91,7 @@ class JobFiles:
         (sha256 hex, size) of the opened output. SealingError when it does not open: then
         no `output` is left behind."""
         self.ensure()
-        _write_private(self.sealed_output, sealed)
+        replace_secret_file(self.sealed_output, sealed)
         key = self.output_key()
         digest = hashlib.sha256()
         size = 0

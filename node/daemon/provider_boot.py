@@ -10,7 +10,6 @@ start with the one command that registers it.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import replace
 
@@ -25,6 +24,7 @@ from node.enclave.backend import EnclaveBackend, SandboxBackend, hardware_attest
 from node.enclave.errors import EnclaveError
 from node.enclave.native_sandbox import detect_native_sandbox
 from node.enclave.probe import probe_cpu, probe_memory
+from node.keys.files import write_secret_file
 from node.state import changes as sc
 from proofs.claims import TeeKind
 
@@ -66,11 +66,7 @@ def sim_host_key(config: NodeConfig) -> bytes:
     except ValueError as exc:
         raise DaemonError(f"{path}: not a hex sim host key: {exc}") from exc
     key = bytes(Account.create().key)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key.hex())
-    os.replace(partial, path)
+    write_secret_file(path, key.hex().encode())
     return key
 
 
