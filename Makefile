@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean docker-image test-docker
+.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean docker-image test-docker config-reference
 
 all: test
 
@@ -114,6 +114,11 @@ docker-image: deps
 # The container tests alone (pytest -m docker): they build the image of this checkout.
 test-docker: deps
 	$(BIN)/pytest -q -m docker
+
+# docs/configuration.md is written from the config loader's schema; a unit test fails while
+# the committed page differs from what this writes.
+config-reference: $(BIN)/.installed
+	$(BIN)/python -m node.config.reference > docs/configuration.md
 
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py

@@ -49,6 +49,7 @@ class _Setting:
     parse: Callable[[Any, bool], Any]  # (value, from_env) -> parsed
     expected: str
     default: Any = _REQUIRED
+    about: str = ""  # what the setting means, for the configuration reference
 
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[Any, bool], int]:
@@ -242,117 +243,462 @@ def _workloads(value: Any, from_env: bool) -> tuple[dict[str, Any], ...]:
 
 SCHEMA: dict[str, dict[str, _Setting]] = {
     "node": {
-        "role": _Setting(_role, '"provider", "client" or "verifier"'),
-        "data_dir": _Setting(_text, "a directory path", "."),
+        "role": _Setting(
+            _role,
+            '"provider", "client" or "verifier"',
+            about="What this daemon does: runs jobs (provider), buys them (client), or checks "
+            "attestation evidence and signs key approvals (verifier).",
+        ),
+        "data_dir": _Setting(
+            _text,
+            "a directory path",
+            ".",
+            about="The directory every other relative path resolves against; itself relative "
+            "to the config file.",
+        ),
     },
     "keys": {
-        "keystore": _Setting(_text, "a file path", "keys/account.json"),
-        "identity": _Setting(_text, "a file path", "keys/identity.key"),
-        "password_env": _Setting(
-            _text, "the name of an environment variable", "CAPA_KEYSTORE_PASSWORD"
+        "keystore": _Setting(
+            _text,
+            "a file path",
+            "keys/account.json",
+            about="The encrypted keystore of the node's Ethereum account (pays gas, stakes, "
+            "escrows, signs approvals).",
         ),
-        "password_file": _Setting(_optional_path, 'a file path or ""', ""),
+        "identity": _Setting(
+            _text,
+            "a file path",
+            "keys/identity.key",
+            about="The libp2p Ed25519 identity: the node's peer id.",
+        ),
+        "password_env": _Setting(
+            _text,
+            "the name of an environment variable",
+            "CAPA_KEYSTORE_PASSWORD",
+            about="The environment variable holding the keystore password; tried first.",
+        ),
+        "password_file": _Setting(
+            _optional_path,
+            'a file path or ""',
+            "",
+            about="A file holding the keystore password, read when the variable is unset; "
+            '"" prompts on the terminal instead.',
+        ),
     },
     "chain": {
-        "rpc_urls": _Setting(_rpc_urls, 'a list of http(s) URLs, e.g. ["http://127.0.0.1:8545"]'),
-        "chain_id": _Setting(_int(1), "a positive integer chain id"),
-        "market": _Setting(
-            _optional_address, 'the JobMarket address (0x + 40 hex digits) or ""', ""
+        "rpc_urls": _Setting(
+            _rpc_urls,
+            'a list of http(s) URLs, e.g. ["http://127.0.0.1:8545"]',
+            about="JSON-RPC endpoints of the chain; the first that answers is used until it "
+            "stops answering (failover).",
         ),
-        "confirmations": _Setting(_int(0, 1000), "an integer from 0 to 1000", 2),
-        "poll_interval": _Setting(_float(0.01), "a number of seconds >= 0.01", 2.0),
-        "start_block": _Setting(_int(0), "a block number >= 0", 0),
-        "request_timeout": _Setting(_float(0.1), "a number of seconds >= 0.1", 10.0),
-        "max_fee_gwei": _Setting(_float(0.0), "a number of gwei >= 0", 500.0),
-        "priority_fee_gwei": _Setting(_float(0.0), "a number of gwei >= 0", 1.0),
-        "bump_after": _Setting(_float(0.1), "a number of seconds >= 0.1", 60.0),
-        "bump_percent": _Setting(_int(10, 1000), "an integer percentage from 10 to 1000", 20),
-        "log_range": _Setting(_int(1, 100_000), "a number of blocks from 1 to 100000", 2000),
+        "chain_id": _Setting(
+            _int(1),
+            "a positive integer chain id",
+            about="The chain id the RPC must report; the daemon refuses to act on another chain.",
+        ),
+        "market": _Setting(
+            _optional_address,
+            'the JobMarket address (0x + 40 hex digits) or ""',
+            "",
+            about="The JobMarket contract. Required to run a provider or a client; a verifier "
+            "without one only answers approval requests.",
+        ),
+        "confirmations": _Setting(
+            _int(0, 1000),
+            "an integer from 0 to 1000",
+            2,
+            about="Blocks a log must be below the head before it drives state; shallower "
+            "blocks form the unconfirmed view.",
+        ),
+        "poll_interval": _Setting(
+            _float(0.01),
+            "a number of seconds >= 0.01",
+            2.0,
+            about="Seconds between polls for new blocks and receipts.",
+        ),
+        "start_block": _Setting(
+            _int(0),
+            "a block number >= 0",
+            0,
+            about="The first block scanned when the store is empty (the market's deployment "
+            "block is enough).",
+        ),
+        "request_timeout": _Setting(
+            _float(0.1),
+            "a number of seconds >= 0.1",
+            10.0,
+            about="Seconds before one JSON-RPC request is abandoned and the next URL tried.",
+        ),
+        "max_fee_gwei": _Setting(
+            _float(0.0),
+            "a number of gwei >= 0",
+            500.0,
+            about="EIP-1559 fee cap of every transaction the node sends, in gwei.",
+        ),
+        "priority_fee_gwei": _Setting(
+            _float(0.0),
+            "a number of gwei >= 0",
+            1.0,
+            about="EIP-1559 priority fee (tip), in gwei.",
+        ),
+        "bump_after": _Setting(
+            _float(0.1),
+            "a number of seconds >= 0.1",
+            60.0,
+            about="Seconds without a receipt before a transaction is resent with the same "
+            "nonce and higher fees.",
+        ),
+        "bump_percent": _Setting(
+            _int(10, 1000),
+            "an integer percentage from 10 to 1000",
+            20,
+            about="How much a resent transaction raises its fees (nodes require at least 10).",
+        ),
+        "log_range": _Setting(
+            _int(1, 100_000),
+            "a number of blocks from 1 to 100000",
+            2000,
+            about="The most blocks asked for in one eth_getLogs.",
+        ),
     },
     "api": {
         "host": _Setting(
-            _loopback_host, '"127.0.0.1" (the API listens on loopback only)', "127.0.0.1"
+            _loopback_host,
+            '"127.0.0.1" (the API listens on loopback only)',
+            "127.0.0.1",
+            about="Where the local API the CLI talks to listens; loopback only, since it "
+            "controls the node's keys.",
         ),
-        "port": _Setting(_int(0, 65535), "a TCP port from 0 to 65535 (0 = any free port)", 7420),
-        "token_file": _Setting(_text, "a file path", "api.token"),
+        "port": _Setting(
+            _int(0, 65535),
+            "a TCP port from 0 to 65535 (0 = any free port)",
+            7420,
+            about="The local API's TCP port; give each daemon on one machine its own.",
+        ),
+        "token_file": _Setting(
+            _text,
+            "a file path",
+            "api.token",
+            about="Where the daemon writes a fresh random API token at each start (readable "
+            "by this user only); the CLI reads it.",
+        ),
     },
     "store": {
-        "path": _Setting(_text, "a file path", "node.sqlite"),
-        "snapshot_every": _Setting(_int(100), "an integer >= 100", 10_000),
+        "path": _Setting(
+            _text,
+            "a file path",
+            "node.sqlite",
+            about="The SQLite database of the node's state changes and snapshots.",
+        ),
+        "snapshot_every": _Setting(
+            _int(100),
+            "an integer >= 100",
+            10_000,
+            about="A snapshot of the state every this many state changes, to shorten replay "
+            "at start.",
+        ),
     },
     "log": {
-        "level": _Setting(_log_level, '"debug", "info", "warning" or "error"', "info"),
-        "json": _Setting(_bool, "true or false", False),
+        "level": _Setting(
+            _log_level,
+            '"debug", "info", "warning" or "error"',
+            "info",
+            about="The daemon's own log level; libraries log warnings only (`-v`/`-vv` on "
+            "`capa node run` raise both).",
+        ),
+        "json": _Setting(
+            _bool,
+            "true or false",
+            False,
+            about="One JSON object per log line instead of text (also `capa node run --log-json`).",
+        ),
     },
     "provider": {
         "backend": _Setting(
-            _backend, '"tdx", "sev-snp", "sgx-gramine" or "sim" (no hardware: INSECURE)', ""
+            _backend,
+            '"tdx", "sev-snp", "sgx-gramine" or "sim" (no hardware: INSECURE)',
+            "",
+            about="The enclave backend jobs run in; a provider must name one (sim is never "
+            "implied, and the default policies refuse it).",
         ),
         "workloads": _Setting(
             _workloads,
             "a list of tables with name, kind (wasm|onnx|exec), path, and argv for exec",
             [],
+            about="The workloads served, one `[[provider.workloads]]` table each (keys below).",
         ),
-        "stake": _Setting(_amount, 'an amount, e.g. "1eth" ("0": do not register by itself)', 0),
-        "price_per_hour": _Setting(_amount, 'an amount per hour, e.g. "0.001eth"', 0),
-        "surge_percent": _Setting(_int(0, 1000), "a percentage from 0 to 1000", 50),
-        "cpu_cores": _Setting(_int(0), "a number of cores (0: all this machine has)", 0),
-        "memory_mib": _Setting(_int(0), "a number of MiB (0: all this machine has)", 0),
-        "min_duration": _Setting(_int(1), "a number of seconds >= 1", 60),
-        "max_duration": _Setting(_int(1), "a number of seconds >= 1", 3600),
-        "quote_ttl": _Setting(_int(5), "a number of seconds >= 5", 120),
-        "batch_size": _Setting(_int(1, 1000), "a number of results from 1 to 1000", 1),
-        "batch_max_wait": _Setting(_int(1), "a number of seconds >= 1", 30),
-        "withdraw_threshold": _Setting(_amount, 'an amount ("0": leave earnings in the market)', 0),
-        "key_ttl": _Setting(_int(600), "a number of seconds >= 600", 7 * 86400),
-        "rekey_margin": _Setting(_int(60), "a number of seconds >= 60", 3600),
+        "stake": _Setting(
+            _amount,
+            'an amount, e.g. "1eth" ("0": do not register by itself)',
+            0,
+            about="Register and stake this much at start when not registered yet; 0 leaves "
+            "it to `capa provider register`.",
+        ),
+        "price_per_hour": _Setting(
+            _amount,
+            'an amount per hour, e.g. "0.001eth"',
+            0,
+            about="The floor price of an hour of this machine, offered to clients.",
+        ),
+        "surge_percent": _Setting(
+            _int(0, 1000),
+            "a percentage from 0 to 1000",
+            50,
+            about="How far above the floor a quote may rise when the machine is busy.",
+        ),
+        "cpu_cores": _Setting(
+            _int(0),
+            "a number of cores (0: all this machine has)",
+            0,
+            about="CPU cores offered; 0: what `capa node probe` finds.",
+        ),
+        "memory_mib": _Setting(
+            _int(0),
+            "a number of MiB (0: all this machine has)",
+            0,
+            about="Memory offered, MiB; 0: what `capa node probe` finds.",
+        ),
+        "min_duration": _Setting(
+            _int(1),
+            "a number of seconds >= 1",
+            60,
+            about="The shortest job duration this provider takes, seconds.",
+        ),
+        "max_duration": _Setting(
+            _int(1),
+            "a number of seconds >= 1",
+            3600,
+            about="The longest job duration this provider takes, seconds.",
+        ),
+        "quote_ttl": _Setting(
+            _int(5),
+            "a number of seconds >= 5",
+            120,
+            about="Seconds a signed quote stays valid for the client to accept on chain.",
+        ),
+        "batch_size": _Setting(
+            _int(1, 1000),
+            "a number of results from 1 to 1000",
+            1,
+            about="Enclave-signed results submitted one by one (1) or in submitResults "
+            "batches of up to this many.",
+        ),
+        "batch_max_wait": _Setting(
+            _int(1),
+            "a number of seconds >= 1",
+            30,
+            about="The longest a result waits for its batch to fill, seconds.",
+        ),
+        "withdraw_threshold": _Setting(
+            _amount,
+            'an amount ("0": leave earnings in the market)',
+            0,
+            about="Withdraw earnings by itself once they exceed this amount.",
+        ),
+        "key_ttl": _Setting(
+            _int(600),
+            "a number of seconds >= 600",
+            7 * 86400,
+            about="How long an enclave key is registered for, seconds.",
+        ),
+        "rekey_margin": _Setting(
+            _int(60),
+            "a number of seconds >= 60",
+            3600,
+            about="How long before its key expires a fresh one is attested and registered.",
+        ),
         "verifiers": _Setting(
-            _strings, "a list of verifier multiaddrs ending in /p2p/<peer id>", []
+            _strings,
+            "a list of verifier multiaddrs ending in /p2p/<peer id>",
+            [],
+            about="The verifiers asked to approve this provider's enclave keys.",
         ),
-        "input_store_bytes": _Setting(_int(1 << 20), "a number of bytes >= 1048576", 1 << 30),
+        "input_store_bytes": _Setting(
+            _int(1 << 20),
+            "a number of bytes >= 1048576",
+            1 << 30,
+            about="The most sealed job input held on disk for clients, in total and per peer.",
+        ),
     },
     "client": {
-        "policy_file": _Setting(_optional_path, 'a policy file path or "" (default policy)', ""),
-        "allow_sim": _Setting(_bool, "true or false (true accepts INSECURE sim enclaves)", False),
-        "max_candidates": _Setting(_int(1, 100), "a number of providers from 1 to 100", 5),
-        "max_input_bytes": _Setting(_int(1), "a number of bytes", 16 << 20),
-        "output_dir": _Setting(_text, "a directory path", "outputs"),
+        "policy_file": _Setting(
+            _optional_path,
+            'a policy file path or "" (default policy)',
+            "",
+            about="The attestation policy offers' evidence must meet (JSON, as `capa attest "
+            'verify --policy`); "": hardware kinds only, no debug, TCB up to date enough, '
+            "revocation checked.",
+        ),
+        "allow_sim": _Setting(
+            _bool,
+            "true or false (true accepts INSECURE sim enclaves)",
+            False,
+            about="Accept providers on the sim backend: no hardware, INSECURE; devnets only.",
+        ),
+        "max_candidates": _Setting(
+            _int(1, 100),
+            "a number of providers from 1 to 100",
+            5,
+            about="Providers tried per job before it fails with the reason each was dropped.",
+        ),
+        "max_input_bytes": _Setting(
+            _int(1),
+            "a number of bytes",
+            16 << 20,
+            about="The largest job input the local API accepts from `capa job submit`.",
+        ),
+        "output_dir": _Setting(
+            _text,
+            "a directory path",
+            "outputs",
+            about="Read and checked, but no command uses it yet: results go where "
+            "`capa job` is told.",
+        ),
     },
     "verifier": {
-        "policy_file": _Setting(_optional_path, 'a policy file path or "" (default policy)', ""),
-        "allow_sim": _Setting(_bool, "true or false (true approves INSECURE sim enclaves)", False),
-        "collateral_dir": _Setting(_optional_path, 'a collateral directory or ""', ""),
+        "policy_file": _Setting(
+            _optional_path,
+            'a policy file path or "" (default policy)',
+            "",
+            about="The attestation policy a provider's evidence must meet before its key is "
+            'approved; "": the production policy (hardware kinds only, no debug).',
+        ),
+        "allow_sim": _Setting(
+            _bool,
+            "true or false (true approves INSECURE sim enclaves)",
+            False,
+            about="Approve keys of sim enclaves: no hardware, INSECURE; devnets only.",
+        ),
+        "collateral_dir": _Setting(
+            _optional_path,
+            'a collateral directory or ""',
+            "",
+            about="Offline PCS/KDS collateral (TCB info, CRLs, certificates); "
+            '"": fetch it from the live services below.',
+        ),
         "pcs_url": _Setting(
             _http_url,
             "an http(s) URL of Intel PCS or a PCCS",
             "https://api.trustedservices.intel.com",
+            about="Intel's Provisioning Certification Service (or a PCCS with its v4 API) "
+            "for SGX and TDX collateral.",
         ),
-        "kds_url": _Setting(_http_url, "an http(s) URL of AMD KDS", "https://kdsintf.amd.com"),
-        "collateral_cache_dir": _Setting(_text, "a directory path", "collateral-cache"),
-        "max_key_ttl": _Setting(_int(600), "a number of seconds >= 600", 30 * 86400),
-        "max_nonce_age": _Setting(_int(10), "a number of seconds >= 10", 900),
-        "requests_per_minute": _Setting(_int(1), "a number >= 1", 30),
+        "kds_url": _Setting(
+            _http_url,
+            "an http(s) URL of AMD KDS",
+            "https://kdsintf.amd.com",
+            about="AMD's Key Distribution Service for SEV-SNP certificates and CRLs.",
+        ),
+        "collateral_cache_dir": _Setting(
+            _text,
+            "a directory path",
+            "collateral-cache",
+            about="Where answers of the live collateral services are kept until they expire.",
+        ),
+        "max_key_ttl": _Setting(
+            _int(600),
+            "a number of seconds >= 600",
+            30 * 86400,
+            about="The longest an approved key may stay registered from now, seconds.",
+        ),
+        "max_nonce_age": _Setting(
+            _int(10),
+            "a number of seconds >= 10",
+            900,
+            about="How old the block a key binding names as its nonce may be, seconds.",
+        ),
+        "requests_per_minute": _Setting(
+            _int(1),
+            "a number >= 1",
+            30,
+            about="Approval requests one peer may make a minute.",
+        ),
     },
     "p2p": {
-        "enabled": _Setting(_bool, "true or false", True),
+        "enabled": _Setting(
+            _bool,
+            "true or false",
+            True,
+            about="Run the libp2p node (offers, evidence, quotes, inputs, approvals); "
+            "false only for a daemon that needs no peers.",
+        ),
         "listen_addrs": _Setting(
             _addr_list(_TRANSPORT_ADDR_RE, allow_empty=False),
             'a list of TCP multiaddrs, e.g. ["/ip4/0.0.0.0/tcp/4001"]',
             ["/ip4/0.0.0.0/tcp/4001"],
+            about="Where the libp2p node listens; give each daemon on one machine its own port.",
         ),
         "bootstrap_peers": _Setting(
             _addr_list(_PEER_ADDR_RE, allow_empty=True),
             'a list of peer addresses, e.g. ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]',
             [],
+            about="Peers dialled at start to join the network.",
         ),
-        "rendezvous_server": _Setting(_bool, "true or false", False),
-        "target_connections": _Setting(_int(2, 1000), "an integer from 2 to 1000", 6),
-        "max_connections": _Setting(_int(4, 100_000), "an integer from 4 to 100000", 256),
-        "max_connections_per_ip": _Setting(_int(1, 100_000), "an integer >= 1", 64),
-        "max_pending_handshakes": _Setting(_int(1, 10_000), "an integer from 1 to 10000", 64),
-        "max_streams_per_peer": _Setting(_int(8, 100_000), "an integer >= 8", 128),
-        "ban_duration": _Setting(_float(1.0), "a number of seconds >= 1", 600.0),
+        "rendezvous_server": _Setting(
+            _bool,
+            "true or false",
+            False,
+            about="Serve peer discovery (rendezvous) to others: for bootstrap nodes.",
+        ),
+        "target_connections": _Setting(
+            _int(2, 1000),
+            "an integer from 2 to 1000",
+            6,
+            about="Connections the node aims to keep.",
+        ),
+        "max_connections": _Setting(
+            _int(4, 100_000),
+            "an integer from 4 to 100000",
+            256,
+            about="The most connections kept, inbound and outbound together.",
+        ),
+        "max_connections_per_ip": _Setting(
+            _int(1, 100_000),
+            "an integer >= 1",
+            64,
+            about="The most inbound connections from one IP address.",
+        ),
+        "max_pending_handshakes": _Setting(
+            _int(1, 10_000),
+            "an integer from 1 to 10000",
+            64,
+            about="The most handshakes in flight at once, in total.",
+        ),
+        "max_streams_per_peer": _Setting(
+            _int(8, 100_000),
+            "an integer >= 8",
+            128,
+            about="The most streams one peer may hold open.",
+        ),
+        "ban_duration": _Setting(
+            _float(1.0),
+            "a number of seconds >= 1",
+            600.0,
+            about="Seconds a misbehaving peer stays banned once its penalties reach the threshold.",
+        ),
     },
+}
+
+# What each section is for and which roles read it; the configuration reference
+# (docs/configuration.md, `make config-reference`) is written from these and SCHEMA.
+SECTIONS: dict[str, tuple[str, tuple[Role, ...]]] = {
+    "node": ("The daemon's role and where its files live.", tuple(Role)),
+    "keys": ("The node's Ethereum account and libp2p identity.", tuple(Role)),
+    "chain": ("The EVM chain, the market contract, and how transactions are sent.", tuple(Role)),
+    "api": ("The local HTTP API the `capa` commands talk to.", tuple(Role)),
+    "store": ("The node's SQLite store.", tuple(Role)),
+    "log": ("What the daemon logs.", tuple(Role)),
+    "provider": ("What a provider offers, at what price, and how it runs jobs.", (Role.PROVIDER,)),
+    "client": ("How a client chooses providers and what it accepts.", (Role.CLIENT,)),
+    "verifier": (
+        "How a verifier judges evidence before approving an enclave key.",
+        (Role.VERIFIER,),
+    ),
+    "p2p": (
+        "The libp2p node: listening, peers, and limits on what one peer may take.",
+        tuple(Role),
+    ),
 }
 
 

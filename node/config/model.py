@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -75,13 +75,27 @@ class Backend(StrEnum):
 class WorkloadConfig:
     """A workload this provider serves: what it runs and how much one job may use."""
 
-    name: str
-    kind: str  # wasm | onnx | exec
-    path: Path  # the module or model file, or the exec root filesystem
-    argv: tuple[str, ...] = ()  # exec only
-    memory_mib: int = 256
-    wall_seconds: int = 60
-    cpu_cores: int = 1
+    name: str = field(
+        metadata={
+            "about": "The workload's name, as clients ask for it (1-64 of A-Z a-z 0-9 . _ -)."
+        }
+    )
+    kind: str = field(metadata={"about": '"wasm", "onnx" or "exec": how the enclave runs it.'})
+    path: Path = field(
+        metadata={
+            "about": "The WebAssembly module, the ONNX model, or the root filesystem of an exec "
+            "workload; relative to node.data_dir."
+        }
+    )
+    argv: tuple[str, ...] = field(
+        default=(),
+        metadata={"about": "The command line of an exec workload (exec only, required there)."},
+    )
+    memory_mib: int = field(default=256, metadata={"about": "Memory one job may use, MiB (>= 16)."})
+    wall_seconds: int = field(
+        default=60, metadata={"about": "Wall-clock time one job may run, seconds (>= 1)."}
+    )
+    cpu_cores: int = field(default=1, metadata={"about": "CPU cores one job may use (>= 1)."})
 
 
 @dataclass(frozen=True)
