@@ -14,6 +14,7 @@ from hypercorn.trio import serve
 
 from node.api.app import ApiApp
 from node.api.discovery import url_file_for
+from node.config.errors import PortInUse, address_in_use
 from node.keys.files import replace_secret_file
 
 if TYPE_CHECKING:
@@ -44,7 +45,14 @@ class ApiServer:
         config.errorlog = logging.getLogger("hypercorn.error")
         config.keep_alive_timeout = 5.0
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, self._app, config, mode="asgi"))  # type: ignore[arg-type]
+            try:
+                binds = await nursery.start(partial(serve, self._app, config, mode="asgi"))  # type: ignore[arg-type]
+            except BaseException as exc:
+                # Two daemons on one machine: one line naming the key, not hypercorn's
+                # traceback from four nurseries down.
+                if address_in_use(exc):
+                    raise PortInUse("api.port", f"{self._host}:{self._port}") from None
+                raise
             self.url = str(binds[0])
             replace_secret_file(self._token_file, self._token.encode())
             replace_secret_file(url_file_for(self._token_file), self.url.encode())

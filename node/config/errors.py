@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line meant for the operator."""
@@ -24,3 +26,25 @@ class SettingError(ConfigError):
         self.key = key
         self.expected = expected
         self.got = got
+
+
+class PortInUse(ConfigError):
+    """A port the configuration names is taken, most often by another daemon on this machine."""
+
+    def __init__(self, key: str, address: str) -> None:
+        env = "CAPA_" + key.replace(".", "_").upper()
+        super().__init__(
+            f"{key}: {address} is already in use (another daemon on this machine?): "
+            f"set {key} (or {env}) to a free port"
+        )
+        self.key = key
+
+
+def address_in_use(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception inside its groups or causes, is EADDRINUSE."""
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(address_in_use(inner) for inner in exc.exceptions)
+    cause = exc.__cause__ or exc.__context__
+    return cause is not None and address_in_use(cause)

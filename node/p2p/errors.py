@@ -11,6 +11,10 @@ class ConfigError(P2PError):
     """A P2PConfig value or an address that cannot work."""
 
 
+class ListenFailed(P2PError):
+    """None of the listen addresses could be bound (py-libp2p only logs it and runs on)."""
+
+
 class DialError(P2PError):
     """A peer could not be reached or the connection upgrade failed."""
 

@@ -41,6 +41,7 @@ from node.p2p.admission import ConnectionGater
 from node.p2p.config import P2PConfig, StreamLimits
 from node.p2p.errors import (
     DialError,
+    ListenFailed,
     P2PError,
     PeerTimeoutError,
     ProtocolViolation,
@@ -161,6 +162,13 @@ class P2PHost:
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.guard_library_handlers()
         async with self._host.run(self._listen), trio.open_nursery() as nursery:
+            if self._listen and not self._host.get_transport_addrs():
+                listen = ", ".join(str(a) for a in self._listen)
+                raise ListenFailed(
+                    f"p2p.listen_addrs: cannot listen on {listen} (the port already in use by "
+                    "another daemon on this machine?): set p2p.listen_addrs (or "
+                    "CAPA_P2P_LISTEN_ADDRS) to a free port"
+                )
             nursery.start_soon(self._enforce_bans)
             self._started.set()
             logger.info("p2p host %s listening on %s", self.peer_id, self.listen_addresses())

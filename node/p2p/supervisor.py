@@ -30,7 +30,7 @@ from libp2p.peer.id import ID
 
 from node.p2p.approve_protocol import ApprovalResponder
 from node.p2p.config import P2PConfig
-from node.p2p.errors import P2PError
+from node.p2p.errors import ListenFailed, P2PError
 from node.p2p.identity import NodeIdentity, PeerAddress, PeerId, peer_id_of
 from node.p2p.node import P2PNode, ProviderServices
 from node.p2p.penalties import Clock, PeerPenalties, TokenBuckets
@@ -155,6 +155,10 @@ class P2PSupervisor:
         culprits = [p for p in attribute_peers(exc) if p != own]
         self.last_fault = repr(exc)
         if not culprits:
+            listen = _listen_failure(exc)
+            if listen is not None:  # the operator's to fix: one line, no traceback
+                logger.error("p2p node cannot start: %s", listen)
+                return
             logger.error("p2p node failed (no peer attributed): %r", exc, exc_info=exc)
             return
         for peer in culprits:
@@ -229,4 +233,15 @@ def _peer_in_frames(tb: TracebackType | None) -> PeerId | None:
                 return peer_id_of(value)
             if isinstance(value, INetStream):
                 return peer_id_of(value.muxed_conn.peer_id)
+    return None
+
+
+def _listen_failure(exc: BaseException) -> ListenFailed | None:
+    if isinstance(exc, ListenFailed):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _listen_failure(inner)
+            if found is not None:
+                return found
     return None

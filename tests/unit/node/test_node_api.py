@@ -472,3 +472,39 @@ def test_an_output_before_verification_is_a_conflict_naming_the_state() -> None:
     answer = _ask(FakeBackend(Role.CLIENT), "GET", f"/v1/jobs/{JOB}/output")
     assert answer.status_code == 409
     assert answer.json() == {"error": f"job {JOB} is running, not verified"}
+
+
+def test_a_taken_api_port_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    """Two daemons on one machine: the second says which key to change, no traceback."""
+    import socket
+
+    from node.api.server import ApiServer
+    from node.cli.node_run import _operator_error
+    from node.config.errors import PortInUse
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ApiServer(
+            ApiApp(FakeBackend(), TOKEN, Metrics()),
+            host="127.0.0.1",
+            port=port,
+            token=TOKEN,
+            token_file=tmp_path / "api.token",
+        )
+
+        async def start() -> None:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.run)
+                nursery.cancel_scope.cancel()
+
+        with pytest.raises(BaseException) as raised:
+            trio.run(start)
+    found = _operator_error(raised.value)
+    assert isinstance(found, PortInUse), raised.value
+    assert str(found) == (
+        f"api.port: 127.0.0.1:{port} is already in use (another daemon on this machine?): "
+        "set api.port (or CAPA_API_PORT) to a free port"
+    )
+    assert not (tmp_path / "api.token").exists()
