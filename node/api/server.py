@@ -51,7 +51,10 @@ class ApiServer:
                 # Two daemons on one machine: one line naming the key, not hypercorn's
                 # traceback from four nurseries down.
                 if address_in_use(exc):
-                    raise PortInUse("api.port", f"{self._host}:{self._port}") from None
+                    raise PortInUse(
+                        f"api.port: {self._host}:{self._port} is already in use (another "
+                        "daemon on this machine?): set api.port (or CAPA_API_PORT) to a free port"
+                    ) from None
                 raise
             self.url = str(binds[0])
             replace_secret_file(self._token_file, self._token.encode())

@@ -31,14 +31,6 @@ class SettingError(ConfigError):
 class PortInUse(ConfigError):
     """A port the configuration names is taken, most often by another daemon on this machine."""
 
-    def __init__(self, key: str, address: str) -> None:
-        env = "CAPA_" + key.replace(".", "_").upper()
-        super().__init__(
-            f"{key}: {address} is already in use (another daemon on this machine?): "
-            f"set {key} (or {env}) to a free port"
-        )
-        self.key = key
-
 
 def address_in_use(exc: BaseException) -> bool:
     """Whether `exc`, or an exception inside its groups or causes, is EADDRINUSE."""
