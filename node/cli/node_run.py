@@ -61,12 +61,21 @@ def run(
     log_json: Annotated[
         bool, typer.Option("--log-json", help="One JSON object per log line")
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log: -v the node's debug lines and the libraries' info, -vv everything",
+        ),
+    ] = 0,
 ) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
     from node.daemon.logs import configure_logging
 
     settings = _load(config)
-    configure_logging(settings.log.level, as_json=log_json or settings.log.json)
+    configure_logging(settings.log.level, as_json=log_json or settings.log.json, verbosity=verbose)
     try:
         password = PasswordSource(settings.keys.password_env, settings.keys.password_file).read()
         # Imported after the prompt: the daemon pulls in web3 and libp2p, seconds that
