@@ -67,6 +67,7 @@ def run(
             "--verbose",
             "-v",
             count=True,
+            show_default=False,
             help="More log: -v the node's debug lines and the libraries' info, -vv everything",
         ),
     ] = 0,

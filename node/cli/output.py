@@ -31,7 +31,6 @@ from node.chain.errors import (
     RpcUnavailable,
     WrongChain,
 )
-from node.chain.reverts import explain_revert
 from node.config.errors import ConfigError
 from node.keys.errors import KeyFileExists, KeysError
 from node.times import TimeFormatError
@@ -69,6 +68,9 @@ def problem_of(exc: BaseException) -> Problem | None:
     if isinstance(exc, CommandFailed):
         return Problem(exc.why, exc.hint, exc.code)
     if isinstance(exc, ContractRevert):
+        # Here, not at the top: it loads web3, and `capa --help` imports this module.
+        from node.chain.reverts import explain_revert
+
         return Problem(
             f"the {exc.contract} refuses it: {explain_revert(exc)}", None, ExitCode.FAILED
         )
