@@ -87,3 +87,10 @@ def test_show_completion_prints_a_script() -> None:
     result = CliRunner().invoke(app, ["--show-completion", "bash"])
     assert result.exit_code == 0
     assert "_CAPA_COMPLETE=complete_bash" in result.output
+
+
+def test_node_run_takes_v_and_vv() -> None:
+    result = CliRunner().invoke(app, ["node", "run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--verbose" in result.output
+    assert "-vv everything" in result.output
