@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from node.cli.node import node_app
-from node.enclave.probe import Capability, MachineReport, probe_machine
+
+if TYPE_CHECKING:
+    # The probe loads the enclave runtime (wasmtime, the sim attester's eth_account): only
+    # `capa node probe` itself pays for that, not every `capa node ...` command.
+    from node.enclave.probe import Capability, MachineReport
 
 
 def _capability_table(title: str, capabilities: tuple[Capability, ...]) -> Table:
@@ -48,6 +53,8 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Detect CPU, memory, GPUs, attesters and sandboxes; say why anything is unavailable."""
+    from node.enclave.probe import probe_machine
+
     report = probe_machine()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))

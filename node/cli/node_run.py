@@ -29,9 +29,7 @@ from node.config.errors import ConfigError
 from node.config.loader import load_config
 from node.config.model import NodeConfig
 from node.daemon.errors import DaemonError
-from node.keys.account import PasswordSource, load_account
 from node.keys.errors import KeysError
-from node.keys.identity import load_identity
 from node.state.model import JobStatus
 from node.store.errors import StoreError
 
@@ -74,6 +72,11 @@ def run(
 ) -> None:
     """Run the daemon until SIGINT or SIGTERM."""
     from node.daemon.logs import configure_logging
+
+    # Here, not at the top: eth_account takes a second to import, and `capa node status`
+    # and the other commands of this module never open the keystore.
+    from node.keys.account import PasswordSource, load_account
+    from node.keys.identity import load_identity
 
     settings = _load(config)
     configure_logging(settings.log.level, as_json=log_json or settings.log.json, verbosity=verbose)

@@ -45,6 +45,21 @@ def test_listing_loads_no_command_module(args: list[str]) -> None:
             assert f" {name} " in str(answer["output"])
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["job", "status", "0x1", "-c", "/nonexistent/capa.toml"],
+        ["node", "status", "-c", "/nonexistent/capa.toml"],
+        ["node", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_simple_commands_load_no_heavy_library(args: list[str]) -> None:
+    answer = _fresh(*args)
+    assert answer["heavy"] == []
+    assert "Traceback" not in str(answer["output"])
+
+
 def test_a_command_loads_what_it_needs() -> None:
     answer = _fresh("node", "--help")
     assert answer["exit"] == 0
