@@ -75,7 +75,8 @@ def _toml_value(value: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # `<peer id>` would read as an HTML tag; `|` would end the cell.
+    return text.replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
 
 
 def _roles(roles: tuple[Role, ...]) -> str:
