@@ -75,9 +75,15 @@ def metric(node: NodeHandle, name: str, **labels: str) -> float:
     return total
 
 
-def sent_count(net: Devnet, node: NodeHandle) -> int:
-    """Transactions the node's account has had mined (its next nonce)."""
-    return int(net.rpc("eth_getTransactionCount", [node.address, "latest"]), 16)
+def sent_count(net: Devnet, node: NodeHandle, block: str = "latest") -> int:
+    """Transactions the node's account has had mined (its next nonce); with "pending",
+    those waiting in anvil's pool too."""
+    return int(net.rpc("eth_getTransactionCount", [node.address, block]), 16)
+
+
+def logged(node: NodeHandle, needle: str) -> list[str]:
+    """The lines of the node's log that hold `needle`."""
+    return [line for line in node.log.read_text().splitlines() if needle in line]
 
 
 def client_jobs(net: Devnet) -> dict[str, dict[str, Any]]:
@@ -161,7 +167,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
         providers=2,
         # Two verifiers, both needed for a key: one down blocks every new registration.
         verifiers=2,
-        settings={"provider-2": {"provider": {"price_per_hour": str(CHEAP)}}},
+        settings={
+            "provider-2": {
+                "provider": {"price_per_hour": str(CHEAP), "input_store_bytes": STORE_CAP}
+            }
+        },
     )
     with Devnet.up(folder / "net", options) as devnet:
         yield devnet
@@ -188,7 +198,7 @@ def test_an_rpc_outage_mid_job_every_daemon_recovers_and_the_job_settles(
     submitting = start_submit(net, tmp_path / "in", tmp_path / "out")
     try:
         eventually(
-            lambda: new_job(net, earlier, ("assigned", "delivered", "settled", "verified")),
+            lambda: new_job(net, earlier, ("assigned", "delivered", "settled")),
             "the job's match",
         )
         head = ChainClient(net.rpc_url).block_number()
@@ -276,6 +286,7 @@ def test_a_provider_booting_while_a_verifier_is_down_waits_then_serves(
         reasons = eventually(waiting, "the provider to retry its approvals", 180)
         assert any("no enclave key registered" in r for r in reasons), reasons
         keys = {k.enclave_key.lower() for k in provider.status().provider.keys}  # type: ignore[union-attr]
+        assert keys, "the restarted provider made no enclave key"
         offered = {
             json.loads(o["body"])["signed"]["offer"]["enclaveKey"].lower()
             for o in net.client.get("/v1/offers")["offers"]
@@ -300,6 +311,25 @@ def test_a_provider_booting_while_a_verifier_is_down_waits_then_serves(
     ledger.paid_once(summary)
 
 
+def test_an_input_too_large_for_a_providers_store_goes_elsewhere_before_any_escrow(
+    healthy: Devnet, tmp_path: Path
+) -> None:
+    net = healthy
+    small = net.node("provider-2")  # the cheaper one, with a store of STORE_CAP bytes
+    ledger = Ledger(net)
+    (tmp_path / "in").write_bytes(b"a" * STORE_CAP)  # its envelope makes it too large
+    summary, err = finish(start_submit(net, tmp_path / "in", tmp_path / "out"))
+    assert summary.get("state") == "verified", err
+    assert summary["provider"].lower() != small.address.lower()
+    assert (tmp_path / "out").read_bytes() == b"A" * STORE_CAP
+    ledger.paid_once(summary)  # the small provider gained nothing, nothing of it is locked
+    # The client said why the cheaper provider was passed over, before anything was paid.
+    ranking = logged(net.client, f"job {summary['job_id']} -> ")
+    assert len(ranking) == 1 and "input too large" in ranking[0], ranking
+    assert summary["job_id"] not in {j["job_id"] for j in small.get("/v1/jobs")["jobs"]}
+    assert not list((small.directory / "inputs").glob(summary["job_id"][2:] + "*"))
+
+
 def test_the_client_restarted_during_the_upload_resumes_it_and_the_job_settles(
     healthy: Devnet, tmp_path: Path
 ) -> None:
@@ -318,6 +348,7 @@ def test_the_client_restarted_during_the_upload_resumes_it_and_the_job_settles(
     finally:
         submitting.kill()
         submitting.communicate()
+    assert part.exists(), "the upload was whole before the kill: nothing left to resume"
     held = part.stat().st_size
     net.client.restart()
 
@@ -328,7 +359,88 @@ def test_the_client_restarted_during_the_upload_resumes_it_and_the_job_settles(
     final = eventually(ended, "the job to end", 300)
     assert final["status"] == "verified", final
     ledger.paid_once(final)
-    log = net.client.log.read_text()
-    resumed = [line for line in log.splitlines() if f"job {job['job_id']}: input delivered" in line]
-    assert len(resumed) == 1, resumed
-    print(f"upload: {held} bytes held at the kill; {resumed[0]}")
+    # The provider kept the bytes it had; the client's second attempt sent only the rest.
+    sealed = provider.directory / "inputs" / (job["job_id"][2:] + ".sealed")
+    delivered = logged(net.client, f"job {job['job_id']}: input delivered")
+    assert len(delivered) == 1, delivered
+    assert 0 < held < len(data) and f"resumed from {held})" in delivered[0], (held, delivered)
+    assert not sealed.exists()  # ran and released
+
+
+def test_a_reorg_across_a_settlement_converges_on_the_canonical_chain_and_nobody_acts_twice(
+    healthy: Devnet, tmp_path: Path
+) -> None:
+    net = healthy
+    ledger = Ledger(net)
+    sent_before = {n.name: sent_count(net, n) for n in net.nodes}
+    reorgs = {n.name: metric(n, "capa_chain_reorgs_total") for n in net.nodes}
+    (tmp_path / "in").write_bytes(b"settled twice?")
+    # Blocks are mined by hand around the match: the snapshot holds the match and nothing
+    # after it, however fast the provider settles.
+    net.rpc("evm_setIntervalMining", [0])
+    try:
+        submitting = start_submit(net, tmp_path / "in", tmp_path / "out")
+        try:
+            eventually(
+                lambda: sent_count(net, net.client, "pending") > sent_before["client"],
+                "the matchJob in anvil's pool",
+            )
+            net.rpc("evm_mine")
+            fork = ChainClient(net.rpc_url).block_number()
+            snapshot = net.rpc("evm_snapshot")
+        except BaseException:
+            submitting.kill()
+            raise
+    finally:
+        net.rpc("evm_setIntervalMining", [int(net.options.block_time)])
+    summary, err = finish(submitting)
+    assert summary.get("state") == "verified", err
+    job = client_jobs(net)[summary["job_id"]]
+    provider = next(p for p in net.providers if p.address.lower() == job["provider"].lower())
+
+    def provider_job() -> dict[str, Any]:
+        (seen,) = [j for j in provider.get("/v1/jobs")["jobs"] if j["job_id"] == job["job_id"]]
+        return dict(seen)
+
+    eventually(lambda: provider_job()["status"] == "settled", "the provider's settlement")
+    earned = int(provider.status().provider.unspent_earnings)  # type: ignore[union-attr]
+
+    def settled_on_chain() -> list[int]:
+        found = ledger.market.settled_payouts(
+            provider.address, from_block=0, to_block=ledger.market.client.block_number(),
+            log_range=10_000,
+        )  # fmt: skip
+        return [block for jid, _, block in found if jid.hex() == job["job_id"][2:]]
+
+    (settled_at,) = settled_on_chain()
+    assert settled_at > fork, "the settlement came too early for this drill"
+    # A deep reorg: every daemon has confirmed blocks well above the settlement, so the
+    # fork lies below all the blocks it holds in memory.
+    for node in net.nodes:
+        eventually(
+            lambda n=node: metric(n, "capa_chain_confirmed_block") > settled_at + 3,
+            f"{node.name} to confirm past the settlement",
+        )
+    head = ledger.market.client.block_number()
+    # The blocks since the match are dropped; anvil mines a new chain from there, longer
+    # than the old one, without the dropped transactions.
+    net.rpc("evm_revert", [snapshot])
+    for node in net.nodes:
+        eventually(
+            lambda n=node: metric(n, "capa_chain_reorgs_total") > reorgs[n.name],
+            f"{node.name} to see the reorg",
+        )
+    eventually(lambda: ledger.market.client.block_number() > head + 2, "a longer chain")
+    # The canonical chain settles the job again, once: the provider's own transaction.
+    eventually(settled_on_chain, "the settlement on the new chain", 180)
+    assert len(settled_on_chain()) == 1
+    ledger.paid_once(summary)
+    # Nobody sent anything new: the client's matchJob and the provider's settlement, once.
+    for node in net.nodes:
+        expected = sent_before[node.name] + (1 if node.name in ("client", provider.name) else 0)
+        assert sent_count(net, node) == expected, node.name
+    assert client_jobs(net)[job["job_id"]]["status"] == "verified"
+    assert provider_job()["status"] == "settled"
+    assert int(provider.status().provider.unspent_earnings) == earned  # type: ignore[union-attr]
+    fetched = logged(net.client, f"job {job['job_id']}: output verified")
+    assert len(fetched) == 1, fetched
