@@ -267,7 +267,7 @@ class ChainWatcher:
             return False
         # The fork is the highest block whose hash is still ours: looked for among the blocks
         # held in memory, then among the confirmed ones the store keeps below them.
-        remembered = {b.number: b.block_hash for b in self._store.seen_blocks()}
+        remembered: dict[int, Hash32] = {b.number: b.block_hash for b in self._store.seen_blocks()}
         remembered.update(self._known)
         below = sorted((n for n in remembered if n < top), reverse=True)
         fork = min(remembered) - 1
