@@ -52,6 +52,7 @@ class ConstraintKind(enum.Enum):
     GPU_CC_MODE = "GPU CC mode"
     CPU_CORES = "CPU cores"
     MEMORY = "memory"
+    INPUT_SIZE = "input size"
     REGION = "region"
     LATENCY = "latency"
     PRICE = "price"

@@ -372,6 +372,9 @@ _GROUP_PHRASES: Mapping[ConstraintKind, Callable[[RejectionGroup], str]] = {
     ConstraintKind.MEMORY: lambda g: (
         f"too little memory (most {g.nearest.offered} < {g.nearest.required})"
     ),
+    ConstraintKind.INPUT_SIZE: lambda g: (
+        f"input too large (largest taken {g.nearest.offered} < {g.nearest.required})"
+    ),
     ConstraintKind.REGION: lambda g: f"outside {g.nearest.required}",
     ConstraintKind.LATENCY: lambda g: (
         f"too far (nearest {g.nearest.offered}, needs {g.nearest.required})"

@@ -188,6 +188,29 @@ class TxSender:
             log.info("resuming %s: resending its signed transaction", effect.effect_id)
         return await self._see_through(record, effect)
 
+    async def resend_dropped(self, fork: BlockNumber) -> int:
+        """After a reorganisation down to block `fork`: resend our transactions that were
+        mined above it and are no longer on the chain. The same signed bytes go out (same
+        nonce, same hash: nothing is signed anew, nothing can be mined twice), in nonce
+        order, so the new chain carries what the lost blocks did and the events they
+        emitted come back as the duplicates they are. Returns how many were resent."""
+        resent = 0
+        for record in self._store.transactions_mined_above(self._address, fork):
+            receipt = await self._receipt(list(record.attempts))
+            if receipt is not None:
+                continue
+            mined = [a for a in record.attempts if a.tx_hash == record.mined_hash]
+            attempt = mined[0] if mined else record.attempts[-1]
+            log.warning(
+                "%s (nonce %d) was mined in block %s, which a reorganisation dropped: resending",
+                record.effect_id,
+                record.nonce,
+                record.block_number,
+            )
+            await self._broadcast(attempt)
+            resent += 1
+        return resent
+
     def _call_object(self, data: bytes, value: int, to: Address) -> dict[str, str]:
         return {
             "from": self._address,

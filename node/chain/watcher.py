@@ -166,8 +166,12 @@ class ChainWatcher:
         start_block: int,
         log_range: int,
         metrics: Metrics,
+        on_reorg: Callable[[BlockNumber], Awaitable[object]] | None = None,
     ) -> None:
         self._rpc = rpc
+        # Told the fork point of each reorganisation before the watcher moves past it (the
+        # sender resends what the lost blocks held); if it fails, the next poll tries again.
+        self._on_reorg = on_reorg
         self._store = store
         self._sink = sink
         self._market = market
@@ -261,11 +265,18 @@ class ChainWatcher:
         top = numbers[0]
         if await self._hash_at(top) == self._known[top]:
             return False
-        fork = numbers[-1] - 1
-        for number in numbers[1:]:
-            if await self._hash_at(number) == self._known[number]:
+        # The fork is the highest block whose hash is still ours: looked for among the blocks
+        # held in memory, then among the confirmed ones the store keeps below them.
+        remembered: dict[int, Hash32] = {b.number: b.block_hash for b in self._store.seen_blocks()}
+        remembered.update(self._known)
+        below = sorted((n for n in remembered if n < top), reverse=True)
+        fork = min(remembered) - 1
+        for number in below:
+            if await self._hash_at(number) == remembered[number]:
                 fork = number
                 break
+        if self._on_reorg is not None:
+            await self._on_reorg(BlockNumber(fork))
         self._metrics.reorgs.inc()
         log.warning("chain reorganised above block %d (we knew up to %d)", fork, top)
         self._store.forget_blocks_above(BlockNumber(fork))

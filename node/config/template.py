@@ -59,6 +59,9 @@ min_duration = 60
 max_duration = 3600
 # The verifiers to ask for key approvals: multiaddrs ending in /p2p/<peer id>.
 verifiers = []
+# Bytes of sealed inputs held at once; offers say it, so a client with a larger input goes
+# to another provider before paying.
+input_store_bytes = 1073741824
 # Results signed by the enclave go out one by one (1) or in submitResults batches.
 batch_size = 1
 batch_max_wait = 30

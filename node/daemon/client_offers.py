@@ -18,6 +18,7 @@ import trio
 
 from node.daemon.errors import DaemonError
 from node.daemon.wiring import NodeContext
+from node.enclave.envelope import HEADER_SIZE as ENVELOPE_HEADER_SIZE
 from node.p2p.node import P2PNode
 from node.p2p.offer_gossip import unix_now
 from node.p2p.offers import OfferListing
@@ -229,6 +230,31 @@ class DurationConstraint:
         )
 
 
+@dataclass(frozen=True)
+class InputRoomConstraint:
+    """The provider's input store takes an input this large: a larger one would be refused
+    at the upload, after matchJob has escrowed the price. (The scheduler's offers carry no
+    store size; the listings they came from do, when the provider says it.)"""
+
+    input_bytes: int  # the least the sealed input takes: the plaintext and its envelope
+    room: Mapping[tuple[ProviderAddress, int], int | None]
+    kind: ClassVar[ConstraintKind] = ConstraintKind.INPUT_SIZE
+
+    def accepts(self, offer: ResourceOffer, now: Timestamp) -> bool:
+        room = self.room.get(offer.key)
+        return room is None or self.input_bytes <= room
+
+    def explain(self, offer: ResourceOffer, now: Timestamp) -> ConstraintFailure:
+        room = self.room.get(offer.key) or 0
+        return ConstraintFailure(
+            self.kind,
+            f"{self.input_bytes} bytes",
+            f"{room} bytes",
+            f"its input store takes at most {room} bytes, this input needs {self.input_bytes}",
+            closeness=room - self.input_bytes,
+        )
+
+
 def _freshest(listings: list[OfferListing]) -> list[OfferListing]:
     """One listing per (provider, nonce), as the scheduler keys offers: the freshest wins."""
     kept: dict[tuple[ProviderAddress, int], OfferListing] = {}
@@ -286,7 +312,11 @@ class ProviderFinder:
         }
         index = OfferIndex.build(offers, self._context)
         durations = DurationConstraint(requirements.duration_s, windows)
-        result = index.explain(requirements, Timestamp(now), (durations,))
+        room = InputRoomConstraint(
+            job.input_size + ENVELOPE_HEADER_SIZE,
+            {key: listing.details.max_input_bytes for key, listing in by_key.items()},
+        )
+        result = index.explain(requirements, Timestamp(now), (durations, room))
         candidates = []
         for scored in result.ranked:
             listing = by_key[scored.offer.key]

@@ -295,17 +295,6 @@ def _chain_services(
         return None, None
     market = config.require_market()
     chain = config.chain
-    watcher = ChainWatcher(
-        rpc,
-        store,
-        service.submit,
-        market=market,
-        confirmations=chain.confirmations,
-        poll_interval=chain.poll_interval,
-        start_block=chain.start_block,
-        log_range=chain.log_range,
-        metrics=metrics,
-    )
     sender = TxSender(
         rpc,
         store,
@@ -321,5 +310,18 @@ def _chain_services(
         ),
         poll_interval=min(chain.poll_interval, 1.0),
         metrics=metrics,
+    )
+    watcher = ChainWatcher(
+        rpc,
+        store,
+        service.submit,
+        market=market,
+        confirmations=chain.confirmations,
+        poll_interval=chain.poll_interval,
+        start_block=chain.start_block,
+        log_range=chain.log_range,
+        metrics=metrics,
+        # What a reorganisation took off the chain of ours goes out again, as it was signed.
+        on_reorg=sender.resend_dropped,
     )
     return watcher, sender

@@ -299,6 +299,9 @@ class OfferPublisher:
             tcb_status=TcbStatus(tcb),
             workloads=frozenset({WorkloadKind(str(listing["workload"]))}),
             load_permille=int(listing["load_permille"]),
+            # A client with a larger input goes elsewhere before paying, instead of having
+            # its upload refused after the match.
+            max_input_bytes=ctx.config.provider.input_store_bytes,
         )
         self._current[key.enclave_key] = (offer, details)
         node = await ctx.p2p.node()

@@ -68,10 +68,13 @@ class ListingDetails:
     workloads: frozenset[WorkloadKind] = frozenset(WorkloadKind)
     region: Region = UNKNOWN_REGION
     load_permille: int = 0
+    # The largest sealed input the provider's store takes (its input_store_bytes); None:
+    # not said (a listing from before the field), so a client learns it only at the upload.
+    max_input_bytes: int | None = None
 
     def to_json(self) -> dict[str, object]:
         gpu = self.gpu
-        return {
+        fields: dict[str, object] = {
             "cpu": self.cpu_cores,
             "mem": self.memory_mib,
             "tcb": int(self.tcb_status),
@@ -82,6 +85,10 @@ class ListingDetails:
             "region": self.region,
             "load": self.load_permille,
         }
+        if self.max_input_bytes is not None:
+            # Only when said: a listing without it signs and reads as before the field.
+            fields["input"] = self.max_input_bytes
+        return fields
 
     @classmethod
     def from_json(cls, obj: JsonObject) -> ListingDetails:
@@ -108,6 +115,7 @@ class ListingDetails:
             workloads=workloads,
             region=Region(read_str(obj, "region", 64)),
             load_permille=read_int(obj, "load", 0, 1000),
+            max_input_bytes=read_int(obj, "input", 0, _UINT64_MAX) if "input" in obj else None,
         )
 
 

@@ -531,6 +531,24 @@ class Store:
                 )
             )
 
+    def transactions_mined_above(self, sender: Address, number: BlockNumber) -> list[TxRecord]:
+        """`sender`'s transactions mined (confirmed or reverted) above block `number`, by
+        nonce: what a reorganisation down to `number` may have taken off the chain."""
+        effects = self._conn.execute(
+            select(schema.transactions.c.effect_id)
+            .where(
+                schema.transactions.c.sender == sender,
+                schema.transactions.c.block_number > number,
+                schema.transactions.c.status.in_(
+                    (TxStatus.CONFIRMED.value, TxStatus.REVERTED.value)
+                ),
+            )
+            .order_by(schema.transactions.c.nonce)
+        ).all()
+        self._end_read()
+        found = [self.transaction_for(EffectId(row.effect_id)) for row in effects]
+        return [record for record in found if record is not None]
+
     def highest_nonce(self, sender: Address) -> int | None:
         found = self._conn.execute(
             select(func.max(schema.transactions.c.nonce)).where(

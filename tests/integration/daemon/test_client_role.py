@@ -575,6 +575,45 @@ def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
     trio.run(scenario)
 
 
+def test_a_provider_whose_input_store_is_too_small_is_passed_over_before_any_quote(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+) -> None:
+    config = client_config(tmp_path, anvil, market)
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            daemon: RunningDaemon = await nursery.start(
+                run_daemon,
+                config,
+                actors.client,
+                create_identity(tmp_path / "identity.key"),
+                DaemonHooks(handle_signals=False),
+            )
+            assert daemon.p2p is not None
+            client_node = await daemon.p2p.wait_running()
+            small = _advertiser(market)
+            await nursery.start(small.run)
+            await small.host.connect(client_node.host.listen_addresses()[0])
+            await small.gossip.wait_for_topic_peer(client_node.peer_id, 10.0)
+            # Everything this job asks for, but a store of 1 KiB.
+            measurement = bytes(WasmWorkload(UPPER_WASM.read_bytes()).measure())
+            _advertise(small, actors.providers[0], measurement=measurement, max_input_bytes=1024)
+            with trio.fail_after(30):
+                while len(client_node.book) < 1:
+                    await trio.sleep(0.05)
+            job_id = await submit(daemon, config, b"x" * 2048)
+            await until(daemon.service, lambda: job_of(daemon, job_id).status is JobStatus.FAILED)
+            job = job_of(daemon, job_id)
+            assert job.error.startswith("no provider can take the job: 1 offer:"), job.error
+            assert "input too large" in job.error and "1024 bytes" in job.error, job.error
+            assert job.provider is None and job.price == 0  # never quoted, nothing escrowed
+            daemon.stop()
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+
+
 def _advertiser(market: Market) -> P2PNode:
     """A peer that only gossips a standing offer (the feed checks nothing on chain)."""
     config = P2PConfig(
@@ -587,13 +626,19 @@ def _advertiser(market: Market) -> P2PNode:
 
 
 def _advertise(
-    node: P2PNode, account: LocalAccount, *, tee_kind: int = SIM, max_duration: int = 3600
+    node: P2PNode,
+    account: LocalAccount,
+    *,
+    tee_kind: int = SIM,
+    max_duration: int = 3600,
+    measurement: bytes | None = None,
+    max_input_bytes: int | None = None,
 ) -> None:
     offer = Offer(
         provider=account.address,
         enclave_key=Account.create().address,
         tee_kind=tee_kind,
-        measurement=keccak(b"measurement"),
+        measurement=measurement or keccak(b"measurement"),
         price=10**12,
         min_duration=60,
         max_duration=max_duration,
@@ -601,7 +646,12 @@ def _advertise(
         request_hash=bytes(32),
         nonce=1,
     )
-    details = ListingDetails(cpu_cores=1, memory_mib=1024, tcb_status=TcbStatus.UP_TO_DATE)
+    details = ListingDetails(
+        cpu_cores=1,
+        memory_mib=1024,
+        tcb_status=TcbStatus.UP_TO_DATE,
+        max_input_bytes=max_input_bytes,
+    )
     node.gossip.advertise(offer, details, bytes(account.key))
 
 

@@ -213,9 +213,9 @@ def test_a_reorg_below_the_confirmation_depth_is_detected_and_rescanned_without_
 
             assert rpc(url, "evm_revert", [snapshot]) is True  # the confirmed match is gone
             # It is mined again, in the new history's block `confirmed_before`: below the old
-            # cursor, so only a rescan finds it. (The watcher remembers the hash of its last
-            # confirmed block and those above; when all of them are gone it takes the block
-            # below them for the fork point and rescans from there.)
+            # cursor, so only a rescan finds it. (The watcher walks back through the block
+            # hashes it remembers, those the store keeps below the cursor included, to the
+            # highest still on the chain, and rescans from the block above it.)
             mine(url, confirmed_before - head(url) - 1)
             await trio.to_thread.run_sync(
                 partial(match_quoted, market, actors.client, seeded, request, price=PRICE)

@@ -1,4 +1,5 @@
-"""The transaction sender on anvil: resend after a crash, reverts with reasons, fee bumps."""
+"""The transaction sender on anvil: resend after a crash, reverts with reasons, fee bumps,
+resend after a reorg."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 from eth_account.signers.local import LocalAccount
-from node_harness import Actors, keep_mining, mine, nonce_of, rpc
+from node_harness import Actors, head, keep_mining, mine, nonce_of, rpc
 
 from node.chain.anvil import AnvilNode
 from node.chain.errors import RpcUnavailable
@@ -20,7 +21,7 @@ from node.chain.sender import GWEI, FeePolicy, TxSender
 from node.metrics import Metrics
 from node.state.changes import TxConfirmed, TxReverted
 from node.state.effects import SendTransaction
-from node.state.values import Address, EffectId
+from node.state.values import Address, BlockNumber, EffectId
 from node.store.records import TxStatus
 from node.store.store import Store
 
@@ -225,3 +226,41 @@ def test_a_stuck_transaction_is_bumped_with_the_same_nonce_and_higher_fees(
     assert result[0].tx_hash in {a.tx_hash for a in record.attempts[1:]}  # a bumped one was mined
     assert nonce_of(anvil.rpc_url, actors.client.address) == nonce_before + 1
     assert market.balance_of(actors.client.address) >= DEPOSIT
+
+
+def test_a_transaction_a_reorg_dropped_is_resent_as_signed_and_mined_once(
+    tmp_path: Path, anvil: AnvilNode, market: Market, actors: Actors
+) -> None:
+    store = Store.open(tmp_path / "node.sqlite")
+    effect = _deposit("reorged")
+    nonce_before = nonce_of(anvil.rpc_url, actors.client.address)
+    balance_before = market.balance_of(actors.client.address)
+    fork = BlockNumber(head(anvil.rpc_url))
+    snapshot = rpc(anvil.rpc_url, "evm_snapshot", [])
+
+    async def scenario() -> tuple[object, int, int]:
+        real = FailoverRpc([anvil.rpc_url], retry_for=5)
+        sender = _sender(real, store, actors.client, market)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_mining, anvil.rpc_url)
+            with trio.fail_after(20):
+                confirmed = await sender.execute(effect)
+            nursery.cancel_scope.cancel()
+        # The blocks since the fork are gone, the deposit with them; nothing of it is pending.
+        assert rpc(anvil.rpc_url, "evm_revert", [snapshot]) is True
+        assert market.balance_of(actors.client.address) == balance_before
+        resent = await sender.resend_dropped(fork)
+        mine(anvil.rpc_url, 1)
+        again = await sender.resend_dropped(fork)  # on the chain again: nothing to resend
+        await real.aclose()
+        return confirmed, resent, again
+
+    confirmed, resent, again = trio.run(scenario)
+    assert isinstance(confirmed, TxConfirmed)
+    assert (resent, again) == (1, 0)
+    record = store.transaction_for(effect.effect_id)
+    assert record is not None and len(record.attempts) == 1  # nothing signed anew
+    receipt = rpc(anvil.rpc_url, "eth_getTransactionReceipt", [confirmed.tx_hash])
+    assert isinstance(receipt, dict) and int(receipt["status"], 16) == 1
+    assert nonce_of(anvil.rpc_url, actors.client.address) == nonce_before + 1
+    assert market.balance_of(actors.client.address) == balance_before + DEPOSIT

@@ -83,6 +83,29 @@ def test_a_signed_listing_round_trips_and_becomes_a_resource_offer() -> None:
     assert signed.signed_offer.signed_by_provider(CHAIN, MARKET)
 
 
+def test_the_input_store_size_travels_signed_and_is_absent_when_unsaid() -> None:
+    sized = dataclasses.replace(DETAILS, max_input_bytes=1 << 20)
+    signed = OfferListing.create(
+        offer=offer(),
+        details=sized,
+        chain_id=CHAIN,
+        market=MARKET,
+        peer_id=PEER,
+        published_at=NOW,
+        provider_key=KEY,
+    )
+    checked = validator().check(PeerId("forwarder"), PEER, signed.encode())
+    assert checked.details.max_input_bytes == 1 << 20
+    # A relay that enlarges the store to draw large inputs breaks the listing's signature.
+    enlarged = dataclasses.replace(
+        signed, details=dataclasses.replace(sized, max_input_bytes=1 << 30)
+    )
+    assert rejection(validator(), enlarged.encode()) == "bad_signature"
+    # Unsaid (a provider from before the field): no key on the wire, None when read back.
+    assert "input" not in DETAILS.to_json()
+    assert OfferListing.decode(listing().encode(), 4096).details.max_input_bytes is None
+
+
 def test_each_bad_listing_is_dropped_with_its_reason() -> None:
     v = validator()
     good = listing()
