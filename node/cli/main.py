@@ -13,6 +13,7 @@ from node.cli.devnet import devnet_app
 from node.cli.init import init_command
 from node.cli.job import job_app
 from node.cli.node import node_app
+from node.cli.offers import offers_command
 from node.cli.output import install_usage_errors
 from node.cli.provider import provider_app
 from node.cli.wallet import wallet_app
@@ -34,6 +35,7 @@ app.add_typer(job_app, name="job")
 app.add_typer(provider_app, name="provider")
 app.add_typer(wallet_app, name="wallet")
 app.command("init")(init_command)
+app.command("offers")(offers_command)
 
 # Commands of `capa node` live beside the code they drive; importing registers them.
 import node.cli.node_probe  # noqa: E402
