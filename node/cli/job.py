@@ -27,7 +27,7 @@ from node.api.errors import DaemonRefused
 from node.api.models import MAX_LIMIT, JobView, SubmitJob, WorkloadKindText
 from node.cli.job_progress import GOING, Follower, describe, detail_of, display_for, kind_name
 from node.cli.job_spec import JobSpec, load_spec
-from node.cli.output import CommandFailed, ExitCode, print_json, reporting
+from node.cli.output import CommandFailed, ExitCode, FailedWith, print_json, reporting
 from node.config.loader import load_config
 from node.state.model import JobStatus
 from node.times import format_duration, format_timestamp
@@ -224,16 +224,15 @@ def _follow(api: ApiClient, job_id: str, what: str, *, as_json: bool, limit_s: f
         raise typer.Exit(DETACHED) from None
 
 
-def _finish(job: JobView, as_json: bool) -> None:
+def _finish(job: JobView) -> None:
     """A followed job that did not reach its verified output: the summary, then the error."""
     if job.status in GOING:
         raise CommandFailed(
             f"job {job.job_id} still {job.status.value} after the time allowed",
             hint=f"`capa job watch {job.job_id}` follows it; the daemon keeps working on it",
         )
-    if as_json:
-        print_json(_summary(job))
-    raise CommandFailed(
+    raise FailedWith(
+        _summary(job),
         f"job {job.job_id} ended {job.status.value}: {job.error or 'no reason given'}",
         code=_ended_code(job),
     )
@@ -378,7 +377,7 @@ def submit(
             limit = int(submission.timeout_s) + 120
             job = _follow(api, job_id, "job submit", as_json=as_json, limit_s=limit)
             if job.status is not JobStatus.VERIFIED:
-                _finish(job, as_json)
+                _finish(job)
             output = api.output(job.job_id)
         assert spec.output is not None
         _write_output(spec.output, output)
@@ -409,7 +408,7 @@ def watch(
             api.job(job_id)  # an unknown job is said at once
             job = _follow(api, job_id, "job watch", as_json=as_json, limit_s=float("inf"))
         if job.status is not JobStatus.VERIFIED:
-            _finish(job, as_json)
+            _finish(job)
         if as_json:
             print_json(_summary(job))
         else:

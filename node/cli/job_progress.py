@@ -10,9 +10,9 @@ plain lines (one per change of stage) anywhere else, nothing with `--json`.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import monotonic, sleep
 from typing import Any, Protocol
 
 import typer
@@ -136,7 +136,7 @@ def describe(job: JobView, *, upload_rate: float | None = None) -> Stage:
         size = _size(detail.get("output_size"))
         digest = detail.get("output_sha256") or "?"
         insecure = " [INSECURE sim enclave]" if detail.get("insecure") else ""
-        text = f"verified: {size} output, sha256 {digest}{insecure}"
+        text = f"output checked and decrypted: {size}, sha256 {digest}{insecure}"
         return Stage("verified", text, key)
     reason = f": {job.error}" if job.error else ""
     return Stage(status.value, f"{status.value}{reason}", key)
@@ -178,7 +178,7 @@ class LiveLine:
 
         self._console = Console(highlight=False)
         self._status: Any = None
-        self._since = time.monotonic()
+        self._since = monotonic()
         self._last: Stage | None = None
 
     def show(self, job: JobView, stage: Stage, changed: bool) -> None:
@@ -186,8 +186,8 @@ class LiveLine:
             if self._last is not None:
                 self._console.print(f"  [green]✓[/green] {self._last.name}: {self._last.text}")
             self._last = stage
-            self._since = time.monotonic()
-        spent = int(time.monotonic() - self._since)
+            self._since = monotonic()
+        spent = int(monotonic() - self._since)
         text = f"{stage.name}: {stage.text}  [dim]{spent}s[/dim]"
         if self._status is None:
             self._status = self._console.status(text)
@@ -236,6 +236,6 @@ class Follower:
                 last_key = stage.key
                 if job.status not in GOING or give_up(job):
                     return job
-                time.sleep(POLL_S)
+                sleep(POLL_S)
         finally:
             self._display.close()

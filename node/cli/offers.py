@@ -19,7 +19,7 @@ import typer
 from node.amounts import format_amount
 from node.api.models import MAX_LIMIT, OfferView
 from node.cli.job import ConfigOption, JsonOption, daemon, tee_mask
-from node.cli.output import CommandFailed, ExitCode, print_json, reporting
+from node.cli.output import CommandFailed, ExitCode, FailedWith, print_json, reporting, warn
 from node.p2p.errors import OfferRejected
 from node.p2p.offers import OfferListing
 from node.times import format_duration
@@ -39,15 +39,24 @@ class HeardOffer:
     offer: ResourceOffer
 
 
-def _decoded(views: list[OfferView]) -> tuple[list[HeardOffer], list[str]]:
-    heard, unreadable = [], []
+def _live(views: list[OfferView], now: int) -> tuple[list[HeardOffer], list[str]]:
+    """The offers still valid, the freshest per provider and enclave key (a provider's newer
+    listing replaces its older one, as in the daemon's book); and those that do not decode."""
+    freshest: dict[tuple[str, str], HeardOffer] = {}
+    unreadable = []
     for view in views:
+        if view.valid_until <= now:
+            continue
         try:
             listing = OfferListing.decode(view.body.encode(), _MAX_LISTING)
-            heard.append(HeardOffer(view, listing, listing.to_resource_offer()))
+            heard = HeardOffer(view, listing, listing.to_resource_offer())
         except (OfferRejected, ValueError) as exc:
             unreadable.append(f"{view.offer_key}: {exc}")
-    return heard, unreadable
+            continue
+        kept = freshest.get(listing.book_key)
+        if kept is None or listing.freshness > kept.listing.freshness:
+            freshest[listing.book_key] = heard
+    return list(freshest.values()), unreadable
 
 
 def _evidence(offer: ResourceOffer) -> str:
@@ -210,7 +219,7 @@ def offers_command(
         with daemon(config) as api:
             views = api.offers(limit=limit)
         now = int(time.time())
-        heard, unreadable = _decoded(views)
+        heard, unreadable = _live(views, now)
         total = len(heard)
         if mask:
             heard = [h for h in heard if mask & (1 << int(h.offer.tee_kind))]
@@ -222,28 +231,31 @@ def offers_command(
             reasons, summary = explain_for_spec(heard, why, config, now)
             for row in rows:
                 key = (row["provider"].lower(), row["nonce"])
-                row["why"] = reasons.get(key, "superseded by a newer offer of this provider")
+                row["why"] = reasons.get(key, "left out: the scheduler cannot use this offer")
         matching = sum(1 for row in rows if str(row.get("why", "matches")).startswith("matches"))
-        if as_json:
-            answer: dict[str, Any] = {"offers": rows, "heard": total, "unreadable": unreadable}
-            if why is not None:
-                answer["summary"] = summary
-            print_json(answer)
-        elif rows:
-            _print_table(rows, why is not None)
-            if summary:
-                typer.echo(summary)
+        answer: dict[str, Any] = {"offers": rows, "heard": total, "unreadable": unreadable}
+        if why is not None:
+            answer["summary"] = summary
         for problem in unreadable:
-            typer.echo(
-                f"capa: offers: warning: an offer the daemon holds does not decode: {problem}",
-                err=True,
-            )
+            warn("offers", f"an offer the daemon holds does not decode: {problem}")
+        failure = None
         if not rows:
             filters = " after --tee/--gpu" if mask or gpu is not None else ""
-            raise CommandFailed(
+            failure = FailedWith(
+                answer,
                 f"no offers{filters} ({total} heard)",
                 hint="providers republish every minute; `capa node status` shows the p2p side",
                 code=ExitCode.NO_PROVIDER,
             )
-        if why is not None and matching == 0:
-            raise CommandFailed(f"no offer takes the job in {why}", code=ExitCode.NO_PROVIDER)
+        elif why is not None and matching == 0:
+            failure = FailedWith(
+                answer, f"no offer takes the job in {why}", code=ExitCode.NO_PROVIDER
+            )
+        if not as_json and rows:
+            _print_table(rows, why is not None)
+            if summary:
+                typer.echo(summary)
+        if failure is not None:
+            raise failure
+        if as_json:
+            print_json(answer)

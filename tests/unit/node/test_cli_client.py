@@ -53,7 +53,6 @@ JOB = "0x" + "ab" * 32
 CLIENT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 PROVIDER_KEY = bytes.fromhex("11" * 32)
 PROVIDER = Account.from_key(PROVIDER_KEY).address
-ENCLAVE = Account.from_key(bytes.fromhex("22" * 32)).address
 MARKET = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 OUTPUT = b"CONFIDENTIAL WORDS"
 WASM = b"\0asm\1\0\0\0"
@@ -231,7 +230,7 @@ def capa(*args: str) -> tuple[int, str, str]:
 
 
 def parsed(stdout: str) -> dict[str, Any]:
-    answer = json.JSONDecoder().raw_decode(stdout.strip())[0]
+    answer = json.loads(stdout)  # one JSON object, nothing else
     assert isinstance(answer, dict)
     return answer
 
@@ -379,8 +378,29 @@ def test_watch_follows_a_job_to_its_verified_end(config: Path, backend: Scripted
     code, out, err = capa("job", "watch", JOB, "-c", str(config), "--json")
     assert code == 0, err
     answer = parsed(out)
-    assert answer["state"] == "verified" and answer["stage"].startswith("verified")
+    assert answer["state"] == "verified" and answer["stage"].startswith("output checked")
     assert answer["insecure"] is True and "INSECURE" in answer["tee_kind"]
+
+
+def test_ctrl_c_detaches_without_cancelling_and_says_how_to_reattach(
+    tmp_path: Path, config: Path, backend: ScriptedClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, text = workload(tmp_path)
+    backend.scripts[JOB] = list(JOURNEY)
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job_progress, "sleep", interrupted)
+    code, out, err = capa(
+        "job", "submit", "-c", str(config), "--wasm", str(module), "--input", str(text),
+        "-o", str(tmp_path / "o"), "--json",
+    )  # fmt: skip
+    assert code == 130
+    assert parsed(out) == {"job_id": JOB, "detached": True}
+    assert f"detached; the daemon keeps working on job {JOB}" in err
+    assert f"reattach: `capa job watch {JOB}`" in err
+    assert [type(action) for action, _ in backend.actions] == [SubmitJob]  # nothing cancelled
 
 
 def test_watch_of_an_unknown_job_and_of_a_bad_id(config: Path) -> None:
@@ -488,10 +508,14 @@ def test_cancel_says_why_a_job_cannot_be_cancelled_and_cancels_an_open_one(
 # ------------------------------------------------------------------------------- offers
 
 
-def listing_row(tee_kind: int, nonce: int, gpu: GpuOffer | None = None) -> dict[str, Any]:
+def listing_row(
+    tee_kind: int, nonce: int, gpu: GpuOffer | None = None, published: int = -30
+) -> dict[str, Any]:
     now = int(time.time())
+    # One enclave key per offer: a newer listing of the same key replaces the older one.
+    enclave = Account.from_key(bytes([nonce]) * 32).address
     offer = Offer(
-        PROVIDER, ENCLAVE, tee_kind, hashlib.sha256(WASM).digest(), 10**15, 60, 3600,
+        PROVIDER, enclave, tee_kind, hashlib.sha256(WASM).digest(), 10**15, 60, 3600,
         now + 3600, bytes(32), nonce,
     )  # fmt: skip
     listing = OfferListing.create(
@@ -500,7 +524,7 @@ def listing_row(tee_kind: int, nonce: int, gpu: GpuOffer | None = None) -> dict[
         chain_id=31337,
         market=MARKET,
         peer_id=NodeIdentity.from_private_key(b"\x01" * 32).peer_id,
-        published_at=now - 30,
+        published_at=now + published,
         provider_key=PROVIDER_KEY,
     )
     return {
@@ -532,8 +556,15 @@ def test_offers_lists_every_offer_and_sim_says_insecure(
     assert PROVIDER in out and "INSECURE" in out  # the table: the provider never cut
     code, out, _ = capa("offers", "-c", str(config), "--gpu", "1", "--json")
     assert code == 0 and [o["tee_kind"] for o in parsed(out)["offers"]] == ["tdx"]
+    backend.offers.append(listing_row(int(TeeKind.SIM), 1, published=-30 * 60))  # older, same key
+    code, out, _ = capa("offers", "-c", str(config), "--json")
+    assert [o["nonce"] for o in parsed(out)["offers"]] == ["1", "2"]
+    for expired in (backend.offers[0], backend.offers[2]):  # no longer live
+        expired["valid_until"] = int(time.time()) - 1
+    code, out, _ = capa("offers", "-c", str(config), "--json")
+    assert [o["nonce"] for o in parsed(out)["offers"]] == ["2"]
     code, _, err = capa("offers", "-c", str(config), "--tee", "sev-snp")
-    assert code == ExitCode.NO_PROVIDER and "no offers after --tee/--gpu (2 heard)" in err
+    assert code == ExitCode.NO_PROVIDER and "no offers after --tee/--gpu (1 heard)" in err
 
 
 def test_offers_why_names_the_first_constraint_each_offer_fails(
