@@ -621,3 +621,23 @@ def test_without_a_daemon_every_client_command_exits_3(
         f"capa: {' '.join(args[:2]) if args[0] == 'job' else 'offers'}: no running daemon"
     )
     assert parsed(out)["error"]["exit_code"] == 3
+
+
+# ------------------------------------------------------------------------------- the example
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_shipped_example_spec_is_valid_and_the_readme_shows_it() -> None:
+    from node.cli.job import submission_of
+    from node.cli.job_spec import load_spec
+
+    example = REPO / "examples" / "job.toml"
+    spec = load_spec(example)
+    assert spec.input is not None and spec.input.is_file()
+    submission = submission_of(spec, "0x" + "00" * 32)
+    assert submission.workload.value == "wasm" and submission.timeout_s == "600"
+    settings = [line for line in example.read_text().splitlines() if " = " in line]
+    readme = (REPO / "README.md").read_text()
+    assert all(line in readme for line in settings)
