@@ -532,12 +532,14 @@ def cancel(
     config: ConfigOption = Path("capa.toml"),
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel an open job nobody accepted yet; its escrow returns to your market balance."""
+    """Cancel a job before its match (nothing paid yet), or an open job nobody accepted (its
+    escrow returns to your market balance). A job a provider holds ends at its deadline."""
     with reporting("job cancel", as_json=as_json):
         job_id = checked_job_id(job_id)
         with daemon(config) as api:
             job = api.job(job_id)
-            if job.status is not JobStatus.OPEN:
+            on_chain = job.status is JobStatus.OPEN
+            if not on_chain and job.status not in _BEFORE_CHAIN:
                 raise CommandFailed(f"job {job_id} cannot be cancelled: {_why_not(job, 'cancel')}")
             outcome = api.cancel_job(job_id)
             if outcome.rejected:
@@ -545,8 +547,10 @@ def cancel(
             job = _await_chain(api, job, JobStatus.CANCELLED, job.error)
         if as_json:
             print_json(_summary(job))
-        else:
+        elif on_chain:
             typer.echo(f"job {job_id} cancelled; its escrow is back in your market balance")
+        else:
+            typer.echo(f"job {job_id} cancelled before its match: nothing was paid")
 
 
 @job_app.command("refund")

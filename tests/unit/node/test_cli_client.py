@@ -498,6 +498,12 @@ def test_cancel_says_why_a_job_cannot_be_cancelled_and_cancels_an_open_one(
     assert code == ExitCode.FAILED
     assert "a provider holds it; only its deadline ends it: `capa job refund" in err
     assert backend.actions == []
+    backend.scripts[JOB] = [JOURNEY[1]]  # checking a candidate: nothing paid yet
+    backend.after_action = [job_row("cancelled", error="cancelled before matching")]
+    code, out, err = capa("job", "cancel", JOB, "-c", str(config))
+    assert code == 0, err
+    assert "cancelled before its match: nothing was paid" in out
+    backend.actions.clear()
     backend.scripts[JOB] = [job_row("open", price=10**15)]
     backend.after_action = [job_row("cancelled", price=10**15)]
     code, out, err = capa("job", "cancel", JOB, "-c", str(config), "--json")
