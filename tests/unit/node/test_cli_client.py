@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -401,6 +407,53 @@ def test_ctrl_c_detaches_without_cancelling_and_says_how_to_reattach(
     assert f"detached; the daemon keeps working on job {JOB}" in err
     assert f"reattach: `capa job watch {JOB}`" in err
     assert [type(action) for action, _ in backend.actions] == [SubmitJob]  # nothing cancelled
+
+
+def on_a_terminal(*args: str, timeout: float = 60) -> str:
+    """`capa ARGS` in its own process with a pseudo-terminal as its stdout; what it showed."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from node.cli.main import main; main()", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "200"},
+    )
+    os.close(follower)
+    shown = bytearray()
+    until = time.monotonic() + timeout
+    try:
+        while time.monotonic() < until:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the other end closed: the command ended
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert process.wait(timeout=10) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+        if process.stderr:
+            process.stderr.close()
+    return shown.decode(errors="replace")
+
+
+def test_at_a_terminal_watch_shows_a_live_line_and_keeps_each_finished_stage(
+    config: Path, backend: ScriptedClient
+) -> None:
+    backend.scripts[JOB] = JOURNEY[4:]  # the first read only checks that the job exists
+    raw = on_a_terminal("job", "watch", JOB, "-c", str(config))
+    assert "\r\x1b[2K" in raw  # the live line is redrawn in place
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)  # without colours and cursor moves
+    for stage in ("upload", "running", "download"):
+        assert f"✓ {stage}: " in shown, shown  # a finished stage stays, ticked
+    assert "  verified: output checked and decrypted: 18 B" in shown
 
 
 def test_watch_of_an_unknown_job_and_of_a_bad_id(config: Path) -> None:
