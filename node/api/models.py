@@ -154,6 +154,12 @@ class TransactionView(BaseModel):
     updated_at: float = Field(description="Unix time of the last change")
 
 
+class EvidenceCheck(StrEnum):
+    VERIFIED = "verified"
+    REFUSED = "refused"
+    UNCHECKED = "unchecked"
+
+
 class OfferView(BaseModel):
     offer_key: str = Field(description="provider:nonce")
     provider: AddressText
@@ -164,6 +170,15 @@ class OfferView(BaseModel):
     peer_id: str
     body: str = Field(description="The signed offer as received, JSON text")
     seen_seq: int
+    evidence: EvidenceCheck = Field(
+        default=EvidenceCheck.UNCHECKED,
+        description="Client: this daemon's own check of the offer's enclave key, under its "
+        "policy, when it last picked the provider for a job since it started (unchecked: not "
+        "yet). A sim key is INSECURE whatever the check said.",
+    )
+    evidence_checked_at: int = Field(
+        default=0, description="Chain time of that check (0: unchecked)"
+    )
 
 
 class PeerView(BaseModel):

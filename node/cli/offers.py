@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from node.amounts import format_amount
-from node.api.models import MAX_LIMIT, OfferView
+from node.api.models import MAX_LIMIT, EvidenceCheck, OfferView
 from node.cli.job import ConfigOption, JsonOption, daemon, tee_mask
 from node.cli.output import CommandFailed, ExitCode, FailedWith, print_json, reporting, warn
 from node.p2p.errors import OfferRejected
@@ -59,12 +59,20 @@ def _live(views: list[OfferView], now: int) -> tuple[list[HeardOffer], list[str]
     return list(freshest.values()), unreadable
 
 
-def _evidence(offer: ResourceOffer) -> str:
-    # The client checks a provider's evidence under its own policy when it picks the
-    # provider for a job, not when it hears an offer: a table shows no verdict it has not had.
-    if offer.tee_kind is TeeKind.SIM:
+def _evidence(heard: HeardOffer, now: int) -> str:
+    """The evidence column: sim is INSECURE whatever any check said; otherwise what this
+    client's own check of the enclave key found (it checks when it picks the provider)."""
+    if heard.offer.tee_kind is TeeKind.SIM:
         return "INSECURE (sim: not hardware)"
-    return "checked when chosen"
+    view = heard.view
+    if view.evidence is EvidenceCheck.UNCHECKED:
+        return "unchecked (checked when chosen)"
+    ago = (
+        format_duration(max(0, now - view.evidence_checked_at)) if view.evidence_checked_at else "?"
+    )
+    if view.evidence is EvidenceCheck.VERIFIED:
+        return f"verified ({ago} ago)"
+    return f"REFUSED by your policy ({ago} ago)"
 
 
 def _gpu(offer: ResourceOffer) -> str:
@@ -84,7 +92,8 @@ def _row(heard: HeardOffer, now: int) -> dict[str, Any]:
         "insecure": offer.tee_kind is TeeKind.SIM,
         "tcb": offer.tcb_status.label,
         "measurement": "0x" + offer.measurement.hex,
-        "evidence": _evidence(offer),
+        "evidence": _evidence(heard, now),
+        "evidence_check": heard.view.evidence.value,
         "price_per_hour": str(offer.price_per_hour),
         "price_per_hour_text": f"{format_amount(offer.price_per_hour)}/h",
         "gpu": _gpu(offer),

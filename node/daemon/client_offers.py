@@ -158,6 +158,11 @@ class EvidenceVerdicts:
     def get(self, enclave_key: str) -> Verdict | None:
         return self._verdicts.get(enclave_key.lower())
 
+    def checked(self, enclave_key: str) -> tuple[bool, int] | None:
+        """(accepted, chain time) of the last check of the key; None if unchecked."""
+        verdict = self.get(enclave_key)
+        return None if verdict is None else (verdict.accepted, verdict.at)
+
     def annotate(self, listing: OfferListing) -> ResourceOffer:
         offer = listing.to_resource_offer()
         verdict = self.get(listing.offer.enclave_key)

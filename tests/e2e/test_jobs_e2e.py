@@ -304,6 +304,8 @@ def test_offers_lists_the_sim_providers_as_insecure_and_says_why_none_takes_a_td
     offers = json.loads(out)["offers"]
     assert {o["provider"].lower() for o in offers} == providers
     assert all(o["tee_kind"] == "sim" and o["evidence"].startswith("INSECURE") for o in offers)
+    # The jobs before this one had the client check the evidence of a provider's key.
+    assert "verified" in {o["evidence_check"] for o in offers}, offers
 
     spec = tmp_path / "job.toml"
     spec.write_text(f'wasm = "{UPPER}"\ntee = "tdx"\n')

@@ -604,12 +604,15 @@ def test_offers_lists_every_offer_and_sim_says_insecure(
 ) -> None:
     h100 = GpuOffer(GpuModel("H100"), 81920, 2, True)
     backend.offers = [listing_row(int(TeeKind.SIM), 1), listing_row(int(TeeKind.TDX), 2, h100)]
+    # The daemon checked both keys: a sim key stays INSECURE whatever its check said.
+    for row in backend.offers:
+        row.update(evidence="verified", evidence_checked_at=int(time.time()) - 150)
     code, out, err = capa("offers", "-c", str(config), "--json")
     assert code == 0, err
     sim, tdx = parsed(out)["offers"]
     assert sim["provider"] == PROVIDER and sim["evidence"].startswith("INSECURE")
     assert sim["price_per_hour_text"] == "0.001 ETH/h" and sim["tcb"] == "UpToDate"
-    assert tdx["tee_kind"] == "tdx" and not tdx["evidence"].startswith("INSECURE")
+    assert tdx["tee_kind"] == "tdx" and tdx["evidence"].startswith("verified (2m 30s ago")
     assert tdx["gpu"] == "2x H100 80 GiB CC" and 25 <= tdx["age_s"] <= 60
     code, out, _ = capa("offers", "-c", str(config))
     assert PROVIDER in out and "INSECURE" in out  # the table: the provider never cut
