@@ -532,8 +532,10 @@ def cancel(
     config: ConfigOption = Path("capa.toml"),
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel a job before its match (nothing paid yet), or an open job nobody accepted (its
-    escrow returns to your market balance). A job a provider holds ends at its deadline."""
+    """Cancel a job before its match, or an open job nobody accepted.
+
+    Before the match nothing is paid; an open job's escrow returns to your market balance.
+    A job a provider holds ends at its deadline (`capa job refund`)."""
     with reporting("job cancel", as_json=as_json):
         job_id = checked_job_id(job_id)
         with daemon(config) as api:
