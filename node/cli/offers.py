@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,11 +20,12 @@ from node.amounts import format_amount
 from node.api.models import MAX_LIMIT, EvidenceCheck, OfferView
 from node.cli.job import ConfigOption, JsonOption, daemon, tee_mask
 from node.cli.output import CommandFailed, ExitCode, FailedWith, print_json, reporting, warn
-from node.p2p.errors import OfferRejected
-from node.p2p.offers import OfferListing
 from node.times import format_duration
 from scheduler.models import ResourceOffer, TeeKind
 from scheduler.units import format_mib
+
+if TYPE_CHECKING:
+    from node.p2p.offers import OfferListing
 
 # A listing the daemon stored is one it accepted off the wire, so far below this.
 _MAX_LISTING = 1 << 20
@@ -42,6 +43,9 @@ class HeardOffer:
 def _live(views: list[OfferView], now: int) -> tuple[list[HeardOffer], list[str]]:
     """The offers still valid, the freshest per provider and enclave key (a provider's newer
     listing replaces its older one, as in the daemon's book); and those that do not decode."""
+    from node.p2p.errors import OfferRejected
+    from node.p2p.offers import OfferListing
+
     freshest: dict[tuple[str, str], HeardOffer] = {}
     unreadable = []
     for view in views:
