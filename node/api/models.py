@@ -69,6 +69,11 @@ class Health(BaseModel):
 class ChainPosition(BaseModel):
     rpc_url: str | None = Field(description="The RPC endpoint in use (none when no chain)")
     confirmed_block: int | None = Field(description="The last block the watcher confirmed")
+    head_time: int | None = Field(
+        default=None,
+        description="The newest block's timestamp: the chain's clock, which deadlines are "
+        "judged by (none before the first poll)",
+    )
 
 
 class EnclaveKeyView(BaseModel):

@@ -106,6 +106,7 @@ class DaemonApiBackend:
             chain=ChainPosition(
                 rpc_url=self._rpc.active_url if self._rpc else None,
                 confirmed_block=cursor.number if cursor else None,
+                head_time=(self._watcher.head_time or None) if self._watcher else None,
             ),
             provider=self._provider_status() if self.role is Role.PROVIDER else None,
         )

@@ -116,6 +116,7 @@ class ScriptedClient:
     staged: list[bytes] = field(default_factory=list)
     offers: list[dict[str, Any]] = field(default_factory=list)
     after_action: list[dict[str, Any]] = field(default_factory=list)
+    chain_time: int | None = None  # the watcher's head time; None: not polled yet
 
     def status(self) -> NodeStatus:
         return NodeStatus(
@@ -126,7 +127,7 @@ class ScriptedClient:
             state_seq=1,
             jobs=len(self.scripts),
             effects_pending=0,
-            chain=ChainPosition(rpc_url=None, confirmed_block=None),
+            chain=ChainPosition(rpc_url=None, confirmed_block=None, head_time=self.chain_time),
         )
 
     def rows(self, table: str, where: dict[str, str], limit: int) -> list[dict[str, Any]]:
@@ -515,6 +516,20 @@ def test_refund_before_the_deadline_says_when_as_a_date(
     assert f"a refund becomes possible after {format_timestamp(deadline)} (in " in err
     assert parsed(out)["error"]["exit_code"] == 1
     assert backend.actions == []  # nothing asked of the chain
+
+
+def test_the_deadline_is_judged_by_the_chains_clock(config: Path, backend: ScriptedClient) -> None:
+    deadline = int(time.time()) + 3600  # ahead of this machine's clock ...
+    backend.chain_time = deadline + 60  # ... but behind the chain's (a devnet moved on)
+    backend.scripts[JOB] = [job_row("assigned", **ON_CHAIN, deadline=deadline)]
+    backend.after_action = [job_row("refunded", **ON_CHAIN, deadline=deadline)]
+    code, out, err = capa("job", "refund", JOB, "-c", str(config), "--json")
+    assert code == 0, err
+    assert parsed(out)["state"] == "refunded"
+    backend.chain_time = deadline - 60
+    backend.scripts[JOB] = [job_row("assigned", **ON_CHAIN, deadline=deadline)]
+    code, _, err = capa("job", "refund", JOB, "-c", str(config))
+    assert code == ExitCode.FAILED and "(in 1m 1s)" in err
 
 
 def test_a_refund_the_chain_refuses_is_said_in_words(config: Path, backend: ScriptedClient) -> None:
