@@ -174,13 +174,20 @@ def explain_for_spec(
         memory_mib=int(submission.memory_mib),
         submitted_at=now,
     )
+    # The daemon's own checks, as it ranks with them: a key its policy refused ranks as
+    # unverified (the scheduler then says so).
+    verdicts = EvidenceVerdicts()
+    for h in heard:
+        if h.view.evidence is not EvidenceCheck.UNCHECKED:
+            accepted = h.view.evidence is EvidenceCheck.VERIFIED
+            verdicts.record(h.listing.offer.enclave_key, accepted, h.view.evidence_checked_at)
     try:
         result, _ = match_listings(
             job,
             [h.listing for h in heard],
             now,
             allow_sim=allow_sim,
-            verdicts=EvidenceVerdicts(),
+            verdicts=verdicts,
             context=MarketContext(),
         )
     except (SchedulerError, ValueError) as exc:

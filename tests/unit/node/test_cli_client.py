@@ -664,6 +664,15 @@ def test_offers_why_names_the_first_constraint_each_offer_fails(
     assert code == ExitCode.NO_PROVIDER
     assert "-> needs 64 CPU cores, offers 4" in out
     spec.write_text(SPEC)
+    backend.offers[1].update(evidence="refused", evidence_checked_at=int(time.time()) - 5)
+    code, out, _ = capa("offers", "-c", str(config), "--why", str(spec), "--json")
+    assert code == 0
+    # The daemon's own refusal of a key counts, as when it ranks a submitted job.
+    assert [o["why"] for o in parsed(out)["offers"]] == [
+        "matches (rank 1)",
+        "evidence not verified",
+    ]
+    backend.offers[1].update(evidence="unchecked", evidence_checked_at=0)
     code, out, _ = capa("offers", "-c", str(config), "--why", str(spec), "--json")
     assert code == 0
     assert sorted(o["why"] for o in parsed(out)["offers"]) == [
