@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from node.api import paths
 from node.api.discovery import url_file_for
-from node.api.errors import ApiError, DaemonUnreachable
+from node.api.errors import ApiError, DaemonRefused, DaemonUnreachable
 from node.api.models import (
     AcceptJob,
     Action,
@@ -25,6 +25,8 @@ from node.api.models import (
     JobList,
     JobView,
     NodeStatus,
+    OfferList,
+    OfferView,
     StagedInput,
     SubmitJob,
     SubmittedJob,
@@ -81,6 +83,9 @@ class ApiClient:
 
     def job(self, job_id: str) -> JobView:
         return self._request("GET", _job_path(paths.JOB, job_id), JobView)
+
+    def offers(self, *, limit: int = 100) -> list[OfferView]:
+        return self._request("GET", paths.OFFERS, OfferList, params={"limit": limit}).offers
 
     # ------------------------------------------------------------------ actions
 
@@ -139,7 +144,11 @@ class ApiClient:
                 detail = ErrorBody.model_validate_json(response.content).error
             except ValidationError:
                 detail = response.text
-            raise ApiError(f"{method} {path}: HTTP {response.status_code}: {detail}")
+            raise DaemonRefused(
+                f"{method} {path}: HTTP {response.status_code}: {detail}",
+                status=response.status_code,
+                detail=detail,
+            )
         return response
 
 

@@ -28,5 +28,14 @@ class Unavailable(ApiError):
     """The daemon cannot take the action now (busy or stopping); becomes HTTP 503."""
 
 
+class DaemonRefused(ApiError):
+    """The daemon answered a CLI request with an error status (the client side of the above)."""
+
+    def __init__(self, message: str, *, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
 class DaemonUnreachable(ApiError):
     """The CLI found no running daemon (no URL/token file, or nothing answers)."""

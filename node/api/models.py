@@ -69,6 +69,11 @@ class Health(BaseModel):
 class ChainPosition(BaseModel):
     rpc_url: str | None = Field(description="The RPC endpoint in use (none when no chain)")
     confirmed_block: int | None = Field(description="The last block the watcher confirmed")
+    head_time: int | None = Field(
+        default=None,
+        description="The newest block's timestamp: the chain's clock, which deadlines are "
+        "judged by (none before the first poll)",
+    )
 
 
 class EnclaveKeyView(BaseModel):
@@ -154,6 +159,12 @@ class TransactionView(BaseModel):
     updated_at: float = Field(description="Unix time of the last change")
 
 
+class EvidenceCheck(StrEnum):
+    VERIFIED = "verified"
+    REFUSED = "refused"
+    UNCHECKED = "unchecked"
+
+
 class OfferView(BaseModel):
     offer_key: str = Field(description="provider:nonce")
     provider: AddressText
@@ -164,6 +175,15 @@ class OfferView(BaseModel):
     peer_id: str
     body: str = Field(description="The signed offer as received, JSON text")
     seen_seq: int
+    evidence: EvidenceCheck = Field(
+        default=EvidenceCheck.UNCHECKED,
+        description="Client: this daemon's own check of the offer's enclave key, under its "
+        "policy, when it last picked the provider for a job since it started (unchecked: not "
+        "yet). A sim key is INSECURE whatever the check said.",
+    )
+    evidence_checked_at: int = Field(
+        default=0, description="Chain time of that check (0: unchecked)"
+    )
 
 
 class PeerView(BaseModel):

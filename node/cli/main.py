@@ -42,7 +42,12 @@ COMMANDS = {
         also=("node.cli.node_probe", "node.cli.node_run"),
     ),
     "job": LazyCommand(
-        "node.cli.job:job_app", "Client: submit jobs to your daemon and follow them."
+        "node.cli.job:job_app",
+        "Client: submit jobs to your daemon, follow them, fetch results, cancel or refund.",
+    ),
+    "offers": LazyCommand(
+        "node.cli.offers:offers_command",
+        "The live offers your client daemon holds, and why each would not take a job (--why).",
     ),
     "provider": LazyCommand(
         "node.cli.provider:provider_app",

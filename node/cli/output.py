@@ -110,9 +110,29 @@ def error_line(what: str, problem: Problem) -> str:
 def report(what: str, problem: Problem, *, as_json: bool) -> None:
     """The error on stderr and, for scripts reading `--json` output, on stdout too."""
     if as_json:
-        error = {"command": what, "message": problem.why, "hint": problem.hint}
-        print_json({"error": {**error, "exit_code": int(problem.code)}})
+        print_json({"error": _error_object(what, problem)})
     typer.echo(error_line(what, problem), err=True)
+
+
+def _error_object(what: str, problem: Problem) -> dict[str, Any]:
+    error = {"command": what, "message": problem.why, "hint": problem.hint}
+    return {**error, "exit_code": int(problem.code)}
+
+
+class FailedWith(CommandFailed):
+    """A refusal that comes with what the command found (a job's summary, the offers):
+    with `--json` both are one object, the answer with an `error` member."""
+
+    def __init__(
+        self,
+        answer: Mapping[str, Any],
+        why: str,
+        *,
+        hint: str | None = None,
+        code: ExitCode = ExitCode.FAILED,
+    ) -> None:
+        super().__init__(why, hint=hint, code=code)
+        self.answer = answer
 
 
 @contextmanager
@@ -127,7 +147,11 @@ def reporting(what: str, *, as_json: bool = False) -> Iterator[None]:
         problem = problem_of(exc)
         if problem is None:
             raise
-        report(what, problem, as_json=as_json)
+        if as_json and isinstance(exc, FailedWith):
+            print_json({**exc.answer, "error": _error_object(what, problem)})
+            typer.echo(error_line(what, problem), err=True)
+        else:
+            report(what, problem, as_json=as_json)
         raise typer.Exit(int(problem.code)) from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from node.api.models import (
     ChainPosition,
     ClaimTimeout,
     EnclaveKeyView,
+    EvidenceCheck,
     NodeStatus,
     ProviderStatus,
     StagedInput,
@@ -49,6 +51,17 @@ ANY_TEE_KIND = sum(1 << kind for kind in TeeKind)
 REQUEST_TIMEOUT = 10.0  # seconds an action may wait for the state service to record it
 
 
+def enclave_key_of(body: str) -> str | None:
+    """The enclave key an offer row's listing names (the listing as stored: our own record
+    of what the p2p node accepted); None when it names none."""
+    try:
+        listing = json.loads(body)
+        key = listing["signed"]["offer"]["enclaveKey"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
+
+
 class DaemonApiBackend:
     def __init__(
         self,
@@ -62,7 +75,9 @@ class DaemonApiBackend:
         max_input: int = 0,
         backend: str = "",
         sim_host: Callable[[], str | None] = lambda: None,
+        evidence_of: Callable[[str], tuple[bool, int] | None] = lambda enclave_key: None,
     ) -> None:
+        self._evidence_of = evidence_of
         self._backend = backend
         self._sim_host = sim_host
         self._data_dir = data_dir
@@ -91,6 +106,7 @@ class DaemonApiBackend:
             chain=ChainPosition(
                 rpc_url=self._rpc.active_url if self._rpc else None,
                 confirmed_block=cursor.number if cursor else None,
+                head_time=(self._watcher.head_time or None) if self._watcher else None,
             ),
             provider=self._provider_status() if self.role is Role.PROVIDER else None,
         )
@@ -131,7 +147,22 @@ class DaemonApiBackend:
         )
 
     def rows(self, table: str, where: dict[str, str], limit: int) -> list[dict[str, Any]]:
-        return self._store.query(table, where=where, limit=limit)
+        found = self._store.query(table, where=where, limit=limit)
+        if table == "offers":
+            return [self._with_evidence(row) for row in found]
+        return found
+
+    def _with_evidence(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An offer row with this client's own check of the enclave key it names."""
+        checked = None
+        enclave_key = enclave_key_of(row.get("body", ""))
+        if enclave_key is not None:
+            checked = self._evidence_of(enclave_key)
+        if checked is None:
+            return {**row, "evidence": EvidenceCheck.UNCHECKED, "evidence_checked_at": 0}
+        accepted, at = checked
+        verdict = EvidenceCheck.VERIFIED if accepted else EvidenceCheck.REFUSED
+        return {**row, "evidence": verdict, "evidence_checked_at": at}
 
     async def act(self, action: Action, *, job_id: str | None = None) -> ActionOutcome:
         return await self._record(self._to_change(action, job_id))

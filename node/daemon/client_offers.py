@@ -28,7 +28,7 @@ from node.state.model import Job
 from node.state.values import to_address
 from scheduler.constraints import ConstraintFailure, ConstraintKind
 from scheduler.errors import SchedulerError
-from scheduler.matching import OfferIndex
+from scheduler.matching import MatchResult, OfferIndex
 from scheduler.models import (
     JobId as SchedulerJobId,
 )
@@ -159,6 +159,11 @@ class EvidenceVerdicts:
     def get(self, enclave_key: str) -> Verdict | None:
         return self._verdicts.get(enclave_key.lower())
 
+    def checked(self, enclave_key: str) -> tuple[bool, int] | None:
+        """(accepted, chain time) of the last check of the key; None if unchecked."""
+        verdict = self.get(enclave_key)
+        return None if verdict is None else (verdict.accepted, verdict.at)
+
     def annotate(self, listing: OfferListing) -> ResourceOffer:
         offer = listing.to_resource_offer()
         verdict = self.get(listing.offer.enclave_key)
@@ -265,6 +270,41 @@ def _freshest(listings: list[OfferListing]) -> list[OfferListing]:
     return list(kept.values())
 
 
+def match_listings(
+    job: Job,
+    listings: list[OfferListing],
+    now: int,
+    *,
+    allow_sim: bool,
+    verdicts: EvidenceVerdicts,
+    context: MarketContext,
+) -> tuple[MatchResult, dict[tuple[ProviderAddress, int], OfferListing]]:
+    """The scheduler's ranking of `listings` for a client's job, with every rejection and
+    its reasons (what FindProviders acts on and `capa offers --why` shows), and the listings
+    by the scheduler's offer key. SchedulerError/ValueError when the job has no requirements
+    the scheduler can use."""
+    requirements = requirements_of(job, now, allow_sim)
+    kept = _freshest(listings)
+    by_key = {(listing.provider, listing.offer.nonce): listing for listing in kept}
+    offers = []
+    for listing in kept:
+        try:
+            offers.append(verdicts.annotate(listing))
+        except SchedulerError as exc:
+            log.info("offer of %s left out: %s", listing.provider, exc)
+    windows = {
+        key: (listing.offer.min_duration, listing.offer.max_duration)
+        for key, listing in by_key.items()
+    }
+    index = OfferIndex.build(offers, context)
+    durations = DurationConstraint(requirements.duration_s, windows)
+    room = InputRoomConstraint(
+        job.input_size + ENVELOPE_HEADER_SIZE,
+        {key: listing.details.max_input_bytes for key, listing in by_key.items()},
+    )
+    return index.explain(requirements, Timestamp(now), (durations, room)), by_key
+
+
 class ProviderFinder:
     """FindProviders: the scheduler's ranking of the live offer book for one job."""
 
@@ -295,28 +335,16 @@ class ProviderFinder:
     def rank(self, effect: FindProviders, job: Job, listings: list[OfferListing]) -> sc.StateChange:
         now = self._ctx.chain_time() or unix_now()
         try:
-            requirements = requirements_of(job, now, self._allow_sim)
+            result, by_key = match_listings(
+                job,
+                listings,
+                now,
+                allow_sim=self._allow_sim,
+                verdicts=self._verdicts,
+                context=self._context,
+            )
         except (SchedulerError, ValueError) as exc:
             return sc.ProvidersFound(effect.job_id, effect.attempt, "[]", str(exc))
-        kept = _freshest(listings)
-        by_key = {(listing.provider, listing.offer.nonce): listing for listing in kept}
-        offers = []
-        for listing in kept:
-            try:
-                offers.append(self._verdicts.annotate(listing))
-            except SchedulerError as exc:
-                log.info("offer of %s left out: %s", listing.provider, exc)
-        windows = {
-            key: (listing.offer.min_duration, listing.offer.max_duration)
-            for key, listing in by_key.items()
-        }
-        index = OfferIndex.build(offers, self._context)
-        durations = DurationConstraint(requirements.duration_s, windows)
-        room = InputRoomConstraint(
-            job.input_size + ENVELOPE_HEADER_SIZE,
-            {key: listing.details.max_input_bytes for key, listing in by_key.items()},
-        )
-        result = index.explain(requirements, Timestamp(now), (durations, room))
         candidates = []
         for scored in result.ranked:
             listing = by_key[scored.offer.key]

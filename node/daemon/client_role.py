@@ -66,4 +66,4 @@ def build_client(ctx: NodeContext) -> RoleParts:
         fx.FetchOutput: ResultFetcher(ctx),
     }
     assert set(handlers) == HANDLED_EFFECTS
-    return RoleParts(handlers=handlers, services=[OfferFeed(ctx)])
+    return RoleParts(handlers=handlers, services=[OfferFeed(ctx)], evidence_of=verdicts.checked)

@@ -172,6 +172,7 @@ async def run_daemon(
                     max_input=config.client.max_input_bytes,
                     backend=config.provider.backend.value if config.provider.backend else "",
                     sim_host=lambda: sim_host_address(config),
+                    evidence_of=parts.evidence_of,
                 ),
                 token,
                 metrics,

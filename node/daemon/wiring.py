@@ -128,6 +128,8 @@ class RoleParts:
     # Run once before the inputs start (a provider's boot: probe, enclaves, registration
     # check); raising DaemonError stops the daemon with that one line.
     prepare: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # A client's checks of enclave keys: (accepted, chain time) for a key, None if unchecked.
+    evidence_of: Callable[[str], tuple[bool, int] | None] = field(default=lambda enclave_key: None)
 
 
 def identity_for(config: NodeConfig, address: str, peer_id: str) -> Identity:

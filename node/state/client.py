@@ -49,6 +49,10 @@ _ON_CHAIN = frozenset(
     {JobStatus.REQUESTED, JobStatus.ASSIGNED, JobStatus.DELIVERED, JobStatus.SETTLED}
 )
 _REFUNDABLE = frozenset({JobStatus.ASSIGNED, JobStatus.DELIVERED})
+# Before matchJob is sent: a cancel needs no transaction.
+_BEFORE_CHAIN = frozenset(
+    {JobStatus.SUBMITTED, JobStatus.CHECKING, JobStatus.SEALING, JobStatus.QUOTING}
+)
 
 
 def spec_hash(measurement: Hash32) -> Hash32:
@@ -406,9 +410,16 @@ def handle_job_cancelled(me: Identity, view: StateView, change: sc.JobCancelled)
 
 
 def handle_cancel_job(me: Identity, view: StateView, change: sc.CancelJobRequested) -> Step:
+    local = _mine(view, change.job_id, *_BEFORE_CHAIN)
+    if local is not None:
+        # Nothing has reached the chain or a provider's enclave: the job ends here. An answer
+        # still on its way for a candidate finds the job no longer at that candidate.
+        cancelled = replace(local, status=JobStatus.CANCELLED, error="cancelled before matching")
+        dropped = drop_pending(view, change.job_id, "job cancelled")
+        return Step(jobs=(cancelled,), settled=dropped)
     job = _mine(view, change.job_id, JobStatus.OPEN)
     if job is None:
-        return Step(rejected=f"job {change.job_id} is not open")
+        return Step(rejected=f"job {change.job_id} is neither open nor before its match")
     send = SendTransaction(
         effect_id("cancelJob", change.job_id), "cancelJob", json.dumps([change.job_id]), 0
     )

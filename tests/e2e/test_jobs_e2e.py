@@ -7,7 +7,9 @@ node's API, and the files each node left on disk.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -244,6 +246,75 @@ def test_a_provider_killed_after_taking_the_input_settles_once_or_refunds_never_
         assert gained == 0  # nothing paid for a job given back
     # Afterwards the restarted provider serves again.
     net.wait_for_offers([victim])
+
+
+def capa(client_config: Path, *args: str, timeout: float = 240) -> tuple[int, str, str]:
+    """A `capa` command against the client, as its own process; (exit status, stdout, stderr)."""
+    done = subprocess.run(
+        [*CAPA, *args, "-c", str(client_config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=node_environment(),
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_detached_job_is_watched_to_its_end_and_its_result_fetched(
+    net: Devnet, tmp_path: Path
+) -> None:
+    (tmp_path / "text").write_bytes(b"watch me")
+    code, out, err = capa(
+        net.client.config, "job", "submit", "--json", "--detach",
+        "--wasm", str(UPPER), "--input", str(tmp_path / "text"),
+    )  # fmt: skip
+    assert code == 0, err
+    submitted = json.loads(out)
+    assert submitted["detached"] is True and submitted["state"] == "submitted"
+    job_id = submitted["job_id"]
+
+    code, out, err = capa(net.client.config, "job", "watch", job_id)
+    assert code == 0, err
+    # Plain lines (not a terminal), one per change of stage; a sim provider is quick, so the
+    # job may be at any stage (or done) by the time the watch starts.
+    lines = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert lines[-1].startswith("verified: output checked and decrypted: 8 B"), out
+    assert all(a != b for a, b in itertools.pairwise(lines)), out
+
+    code, out, err = capa(
+        net.client.config, "job", "result", job_id, "-o", str(tmp_path / "out"), "--json"
+    )
+    assert code == 0, err
+    assert (tmp_path / "out").read_bytes() == b"WATCH ME"
+    assert json.loads(out)["output_sha256"] == hashlib.sha256(b"WATCH ME").hexdigest()
+    code, _, err = capa(net.client.config, "job", "result", job_id, "-o", str(tmp_path / "out"))
+    assert code == 2 and "refusing to overwrite" in err
+
+
+def test_offers_lists_the_sim_providers_as_insecure_and_says_why_none_takes_a_tdx_job(
+    net: Devnet, tmp_path: Path
+) -> None:
+    providers = {p.address.lower() for p in net.providers}
+    code, out, err = capa(net.client.config, "offers", "--json")
+    assert code == 0, err
+    offers = json.loads(out)["offers"]
+    assert {o["provider"].lower() for o in offers} == providers
+    assert all(o["tee_kind"] == "sim" and o["evidence"].startswith("INSECURE") for o in offers)
+    # The jobs before this one had the client check the evidence of a provider's key.
+    assert "verified" in {o["evidence_check"] for o in offers}, offers
+
+    spec = tmp_path / "job.toml"
+    spec.write_text(f'wasm = "{UPPER}"\ntee = "tdx"\n')
+    code, out, err = capa(net.client.config, "offers", "--why", str(spec), "--json")
+    assert code == 4, err
+    answer = json.loads(out)
+    assert {o["provider"].lower() for o in answer["offers"]} == providers
+    for offer in answer["offers"]:
+        assert offer["why"].startswith("INSECURE: simulated enclave (SIM)"), offer
+    code, out, _ = capa(net.client.config, "offers", "--why", str(spec))
+    assert code == 4 and out.count("-> INSECURE: simulated enclave") == len(offers)
 
 
 def test_a_verifier_with_the_default_policy_refuses_sim_and_the_provider_says_why(

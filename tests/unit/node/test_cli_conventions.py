@@ -28,7 +28,7 @@ from node.times import TimeFormatError
 
 runner = CliRunner()
 # The command groups this module's conventions were written with: every parameter described.
-DESCRIBED = ("init", "chain", "provider", "wallet")
+DESCRIBED = ("init", "chain", "provider", "wallet", "job", "offers")
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -328,6 +328,26 @@ def test_client_claim_on_an_unassigned_job_is_refused() -> None:
     assert "not assigned" in m.feed(sc.ClaimTimeoutRequested("r", JOB))
 
 
+def test_client_cancel_before_the_match_ends_the_job_without_a_transaction() -> None:
+    m = Machine(CLIENT_ME)
+    _client_to_quote(m, PROVIDER)
+    assert m.job().status is JobStatus.QUOTING
+    assert m.feed(sc.CancelJobRequested("c", JOB)) == ""
+    assert m.job().status is JobStatus.CANCELLED
+    assert m.state.pending == {}  # the quote asked for is dropped
+    m.feed(sc.QuoteReceived(JOB, 0, _offer(), "0x" + "44" * 65))  # the answer comes late
+    assert m.job().status is JobStatus.CANCELLED
+    assert not any(isinstance(e, SendTransaction) for e in m.effects)
+
+
+def test_client_cancel_of_a_matched_job_is_refused() -> None:
+    m = Machine(CLIENT_ME)
+    _client_to_quote(m, PROVIDER)
+    m.feed(sc.QuoteReceived(JOB, 0, _offer(), "0x" + "44" * 65))
+    assert "neither open nor before its match" in m.feed(sc.CancelJobRequested("c", JOB))
+    assert m.job().status is JobStatus.REQUESTED
+
+
 def test_client_duplicate_submit_is_refused() -> None:
     m = Machine(CLIENT_ME)
     m.feed(_submit())
