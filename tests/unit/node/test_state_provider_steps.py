@@ -270,6 +270,12 @@ def test_a_key_still_registering_dies_with_its_instance_too() -> None:
     )
 
 
+def test_a_restart_found_registered_ends_a_registration_under_way() -> None:
+    view = _view(keys=(), facts=replace(FACTS, registered=False, registering=True))
+    step = transition(_me(stake=5), view, sc.ProviderBooted("boot-3", True, True, 5))
+    assert step == Step(facts=replace(FACTS, boot_id="boot-3", registered=True, registering=False))
+
+
 def test_a_registered_but_inactive_provider_is_refused() -> None:
     step = transition(_me(stake=5), _view(keys=()), sc.ProviderBooted("boot-3", True, False, 5))
     assert step == Step(
@@ -493,6 +499,33 @@ def test_a_deadline_leaving_less_than_the_minimum_is_refused(deadline: int, left
 def test_a_far_deadline_is_priced_for_the_longest_duration_only() -> None:
     step = transition(PROVIDER, _view(), _quote(deadline=1_000 + 10 * 3600))
     assert json.loads(step.reply)["price"] == 3_600
+
+
+def test_a_surged_price_is_capped_at_what_the_job_pays_per_hour() -> None:
+    # 3600 wei/h surged by 500 permille at 250 permille use is 4050 wei/h; the job pays
+    # 1900 wei for 1800 s, 3800 wei/h: that is bid, and the whole price is exactly 1900 wei.
+    step = transition(_me(surge_permille=500), _view(), _quote(max_price=1_900))
+    reason = (
+        "bid 0.0000000000000038 ETH/h: floor 0.0000000000000036 ETH/h, "
+        "utilization after admission 25.0%"
+    )
+    assert step == Step(jobs=(_quoted(1_900),), reply=_reply(1_900, reason))
+
+
+def test_a_one_second_job_is_priced_per_second() -> None:
+    step = transition(_me(min_duration_s=1), _view(), _quote(deadline=1_001, max_price=1))
+    assert json.loads(step.reply)["price"] == 1
+    assert step.jobs == (_quoted(1, deadline=1_001),)
+
+
+def test_the_memory_asked_counts_in_the_utilization_bid_on() -> None:
+    step = transition(_me(surge_permille=1000), _view(), _quote(memory=3_072))
+    # 3072 of 4096 MiB is 750 permille, more than the one core of four: 3600 * 1.75 wei/h
+    reason = (
+        "bid 0.0000000000000063 ETH/h: floor 0.0000000000000036 ETH/h, "
+        "utilization after admission 75.0%"
+    )
+    assert step == Step(jobs=(_quoted(3_150, memory=3_072),), reply=_reply(3_150, reason))
 
 
 def test_a_price_rounds_up_to_the_wei() -> None:
@@ -893,7 +926,9 @@ def test_a_settlement_records_the_payout_and_frees_the_capacity() -> None:
     )
 
 
-@pytest.mark.parametrize("threshold, withdrawn", [(1_655, True), (1_656, False), (0, False)])
+@pytest.mark.parametrize(
+    "threshold, withdrawn", [(1_655, True), (1_656, False), (1, True), (0, False)]
+)
 def test_earnings_are_withdrawn_once_they_reach_the_threshold(
     threshold: int, withdrawn: bool
 ) -> None:
