@@ -261,6 +261,41 @@ def test_a_restart_retires_the_last_boots_keys_and_settles_what_waited_on_them()
     )
 
 
+def test_a_restart_gives_back_jobs_under_a_rotated_out_key_and_a_standing_offer() -> None:
+    # The key ENCLAVE was replaced by a rotation before the restart: retired already, it still
+    # ran the jobs sealed to it, and its instance ends with the restart like any other.
+    rotated = replace(KEY, boot_id="boot-1", status=KeyStatus.RETIRED, reason="replaced")
+    running = replace(RUNNING, job_id=JOB2)
+    # Matched from a standing offer: the match does not say which key the client sealed to,
+    # but every key of the last boot is gone.
+    standing = replace(ASSIGNED, job_id=JOB3, enclave_key=None)
+    ready = replace(
+        RUNNING, status=JobStatus.READY, output_hash=OUT, enclave_signature="0x01", ready_at=5
+    )
+    view = _view(
+        running, standing, ready, keys=(rotated,), facts=NodeFacts(boot_id="boot-1", batches=1)
+    )
+    step = transition(PROVIDER, view, sc.ProviderBooted("boot-2", True, True, 0))
+    ended = "its enclave instance ended with a restart"
+    assert step == Step(
+        jobs=(
+            replace(running, status=JobStatus.FAILED, error=ended),
+            replace(standing, status=JobStatus.FAILED, error=ended),
+            replace(ready, status=JobStatus.SUBMITTING),
+        ),
+        facts=NodeFacts(boot_id="boot-2", registered=True, batches=1),
+        effects=(
+            _tx("releaseJob", JOB2, [JOB2]),
+            _tx("releaseJob", JOB3, [JOB3]),
+            _tx("submitResult", JOB, [JOB, OUT, "0x01"]),
+        ),
+        settled=(
+            Settlement(_id("start", JOB2), False, ended),
+            Settlement(_id("start", JOB3), False, ended),
+        ),
+    )
+
+
 def test_a_key_still_registering_dies_with_its_instance_too() -> None:
     registering = replace(KEY, boot_id="boot-1", status=KeyStatus.REGISTERING)
     view = _view(keys=(registering,), facts=NodeFacts(boot_id="boot-1", registered=True))
