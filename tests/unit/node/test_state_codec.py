@@ -87,10 +87,11 @@ def test_fields_and_enums_of_a_type_seen_for_the_first_time_are_found() -> None:
         RED = "red"
 
     # Built, not declared: the annotations must be types here, not postponed strings.
-    probe = make_dataclass("Probe", [("colour", Colour), ("count", int)], frozen=True)
-    assert to_fields(probe(Colour.RED, 3)) == {"colour": Colour.RED, "count": 3}
-    rebuilt: Any = from_fields(probe, {"colour": "red", "count": 3})
-    assert rebuilt == probe(Colour.RED, 3) and rebuilt.colour is Colour.RED
+    fields = [("colour", Colour), ("count", int), ("note", str | None)]
+    probe = make_dataclass("Probe", fields, frozen=True)
+    assert to_fields(probe(Colour.RED, 3, None)) == {"colour": Colour.RED, "count": 3, "note": None}
+    rebuilt: Any = from_fields(probe, {"colour": "red", "count": 3, "note": None})
+    assert rebuilt == probe(Colour.RED, 3, None) and rebuilt.colour is Colour.RED
 
 
 def test_the_concrete_effect_types_are_exactly_the_effect_dataclasses() -> None:
