@@ -181,14 +181,19 @@ def handle_provider_booted(me: Identity, view: StateView, change: sc.ProviderBoo
         if k.boot_id != change.boot_id
         and k.status in (KeyStatus.ATTESTING, KeyStatus.REGISTERING, KeyStatus.REGISTERED)
     )
-    lost_keys = {k.enclave_key for k in lost}
+    # Every instance of an earlier boot ended, that of a key a rotation retired too: it still
+    # ran the jobs sealed to it.
+    dead_keys = {k.enclave_key for k in view.enclave_keys.values() if k.boot_id != change.boot_id}
     ended = "its enclave instance ended with a restart"
     # A job that needs its instance to run can no longer run: give it back at once (the
     # client is refunded now, and no timeout slashes a job released before its deadline).
+    # A job matched from a standing offer does not record its key, but whatever key the
+    # client sealed to was of an earlier boot.
     failed = tuple(
         replace(j, status=JobStatus.FAILED, error=ended)
         for j in view.values()
-        if j.status in (JobStatus.ASSIGNED, JobStatus.RUNNING) and j.enclave_key in lost_keys
+        if j.status in (JobStatus.ASSIGNED, JobStatus.RUNNING)
+        and (j.enclave_key is None or j.enclave_key in dead_keys)
     )
     release = tuple(
         SendTransaction(effect_id("releaseJob", j.job_id), "releaseJob", json.dumps([j.job_id]), 0)
@@ -200,13 +205,13 @@ def handle_provider_booted(me: Identity, view: StateView, change: sc.ProviderBoo
         e
         for n in range(1, view.facts.batches + 1)
         if isinstance(e := view.pending_effect(effect_id("batch", str(n))), SignBatch)
-        and e.enclave_key in lost_keys
+        and e.enclave_key in dead_keys
     ]
     in_unsigned = {j for e in unsigned_batches for j in json.loads(e.job_ids)}
     alone = tuple(
         replace(j, status=JobStatus.SUBMITTING)
         for j in view.values()
-        if j.enclave_key in lost_keys
+        if j.enclave_key in dead_keys
         and (
             j.status is JobStatus.READY
             or (j.status is JobStatus.SUBMITTING and j.job_id in in_unsigned)
