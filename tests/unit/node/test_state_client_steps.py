@@ -628,10 +628,25 @@ def test_cancel_sends_cancel_job_for_an_open_job_only() -> None:
     step = transition(CLIENT, _view(open_job), sc.CancelJobRequested("r2", JOB))
     send = SendTransaction(_effect("cancelJob"), "cancelJob", json.dumps([JOB]), 0)
     assert step == Step(effects=(send,))
-    for view in (_view(), _view(ASSIGNED)):
+    for view in (_view(), _view(REQUESTED), _view(ASSIGNED)):
         assert transition(CLIENT, view, sc.CancelJobRequested("r2", JOB)) == Step(
-            rejected=f"job {JOB} is not open"
+            rejected=f"job {JOB} is neither open nor before its match"
         )
+
+
+@pytest.mark.parametrize(
+    "status", [JobStatus.SUBMITTED, JobStatus.CHECKING, JobStatus.SEALING, JobStatus.QUOTING]
+)
+def test_cancel_before_the_match_ends_the_job_here_and_drops_its_pending_work(
+    status: JobStatus,
+) -> None:
+    job = replace(QUOTING_FIRST, status=status)
+    quote = RequestQuote(_effect("quote", 0), JOB, 0, "peer-0", FIRST, "{}")
+    step = transition(CLIENT, _view(job, pending=(quote,)), sc.CancelJobRequested("r2", JOB))
+    assert step == Step(
+        jobs=(replace(job, status=JobStatus.CANCELLED, error="cancelled before matching"),),
+        settled=(Settlement(_effect("quote", 0), False, "job cancelled"),),
+    )
 
 
 # ---------------------------------------------------------------- our transactions
