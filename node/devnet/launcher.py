@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -507,9 +508,10 @@ class Devnet:
     def wait_for_offers(
         self, providers: Sequence[NodeHandle] | None = None, timeout: float | None = None
     ) -> list[dict[str, Any]]:
-        """Wait until the client's offer book (/v1/offers) holds an offer of each of these
-        providers (default: all); returns the offers. A node that dies meanwhile, or a
-        provider whose offer does not arrive in time, is NodeFailed with its log."""
+        """Wait until the client's offer book (/v1/offers) holds an offer for every enclave
+        key each of these providers (default: all) has registered, so a job for any workload
+        they serve can be matched; returns the offers. A node that dies meanwhile, or a
+        provider whose offers do not arrive in time, is NodeFailed with its log."""
         wanted = {
             p.address.lower(): p for p in (self.providers if providers is None else providers)
         }
@@ -520,8 +522,8 @@ class Devnet:
             # The client's API busy or restarting: ask again on the next round.
             with contextlib.suppress(DevnetError, KeyError, TypeError):
                 offers = list(self.client.get("/v1/offers")["offers"])
-            seen = {str(o.get("provider", "")).lower() for o in offers}
-            missing = [p for address, p in wanted.items() if address not in seen]
+            offered = {_offered_key(o) for o in offers}
+            missing = [p for p in wanted.values() if not _registered_keys(p) <= offered]
             if not missing:
                 return offers
             if time.monotonic() >= deadline:
@@ -772,3 +774,23 @@ def _claim(directory: Path) -> None:
             f"{directory} is not empty and holds no devnet ({', '.join(sorted(strangers)[:3])}"
             f"{', ...' if len(strangers) > 3 else ''}): use an empty or new directory"
         )
+
+
+def _offered_key(offer: dict[str, Any]) -> str:
+    """The enclave key a /v1/offers row sells ("" when its body cannot be read)."""
+    try:
+        return str(json.loads(offer["body"])["signed"]["offer"]["enclaveKey"]).lower()
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _registered_keys(provider: NodeHandle) -> frozenset[str]:
+    """The provider's registered enclave keys; while it has none (or does not answer), a
+    key that is never offered, so the provider counts as missing."""
+    with contextlib.suppress(ApiError, DevnetError, OSError):
+        status = provider.status().provider
+        if status is not None:
+            keys = frozenset(k.enclave_key.lower() for k in status.keys if k.status == "registered")
+            if keys:
+                return keys
+    return frozenset({"(none registered)"})
