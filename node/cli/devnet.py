@@ -1,9 +1,10 @@
-"""`capa devnet up|status|logs|down`: a whole local marketplace in one directory.
+"""`capa devnet up|prepare|status|logs|down`: a whole local marketplace in one directory.
 
 `up` starts anvil, deploys the contracts with the sim kind allowed (INSECURE, local chains
 only), governs them for sim providers, and runs verifier, provider and client daemons as
 `capa node run` processes whose files and logs live under DIR/<node>. The processes
-outlive the command; `down` stops exactly those.
+outlive the command; `down` stops exactly those. `prepare` does the same set-up on a chain
+that runs already and starts no process: docker-compose.yml runs each node in a container.
 """
 
 from __future__ import annotations

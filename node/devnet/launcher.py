@@ -6,6 +6,9 @@
         net.node("provider-1").restart()  # same config, keys and store; waits until ready
 
 `capa devnet` drives the same class across commands through the state file.
+`Devnet.prepare(dir, rpc_url)` does the set-up alone (keys, contracts, configs) on a chain
+that runs already and starts nothing: docker-compose.yml's deployer, before a container
+per node.
 
 Order of start: anvil; keys for every node (their addresses are needed on chain, their
 peer ids in each other's configs); the contracts, governed and funded; the first verifier,
