@@ -52,34 +52,50 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _wait_all_healthy(docker: Docker, project: str, since: int, services: set[str]) -> None:
-    """Reads the engine's health events of the project until each service has said healthy;
-    `--until` ends the stream at the deadline, so a service that never does fails the wait."""
+def _wait_all_healthy(docker: Docker, project: str, services: set[str]) -> None:
+    """Until each service has said healthy: the engine's health events from now on (`--until`
+    ends the stream at the deadline, so a service that never gets there fails the wait), and
+    what `docker ps` says of the services that got there before the stream began. Replaying
+    old events with `--since` is not enough: the engine keeps only its last 256 events, and
+    every health check run adds several (on vfs, `up` takes minutes)."""
     until = int(time.time()) + HEALTHY_WITHIN_SECONDS
+    label = f"label=com.docker.compose.project={project}"
     service = '{{index .Actor.Attributes "com.docker.compose.service"}}'
     events = subprocess.Popen(
-        ["docker", "events", "--since", str(since), "--until", str(until),
-         "--filter", f"label=com.docker.compose.project={project}",
-         "--filter", "event=health_status", "--format", f"{service} {{{{.Status}}}}"],
+        ["docker", "events", "--since", str(int(time.time())), "--until", str(until),
+         "--filter", label, "--filter", "event=health_status",
+         "--format", f"{service} {{{{.Status}}}}"],
         env=docker.env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     healthy: set[str] = set()
     try:
+        listed = docker.run(
+            ["docker", "ps", "--all", "--filter", label, "--format",
+             '{{.Label "com.docker.compose.service"}} {{.Status}}'],
+        )  # fmt: skip
+        for line in listed.stdout.splitlines():
+            name, _, status = line.partition(" ")
+            if "(unhealthy)" in status:
+                raise AssertionError(f"{name} is unhealthy")
+            if "(healthy)" in status:
+                healthy.add(name)
         assert events.stdout is not None
-        for line in events.stdout:
+        while not services <= healthy:
+            line = events.stdout.readline()
+            if not line:
+                break
             name, _, status = line.strip().partition(" ")
             if status == "health_status: unhealthy":
                 raise AssertionError(f"{name} is unhealthy")
             if status == "health_status: healthy":
                 healthy.add(name)
-                if services <= healthy:
-                    return
     finally:
         events.kill()
         events.wait()
-    raise AssertionError(
-        f"not healthy within {HEALTHY_WITHIN_SECONDS}s: {', '.join(sorted(services - healthy))}"
-    )
+    if not services <= healthy:
+        raise AssertionError(
+            f"not healthy within {HEALTHY_WITHIN_SECONDS}s: {', '.join(sorted(services - healthy))}"
+        )
 
 
 def _client_api(client_dir: Path, path: str) -> Any:
@@ -124,11 +140,10 @@ def test_compose_runs_the_marketplace_and_a_job_from_the_host_settles(
     }
     compose_docker = Docker(env)
     ports = {anvil_port}
-    since = int(time.time())
     try:
         # Compose starts each service once what it depends on is healthy or done.
         compose_docker.run([*compose, "up", "--detach", "--no-build"], timeout=600)
-        _wait_all_healthy(docker, project, since, {"anvil", *NODES})
+        _wait_all_healthy(docker, project, {"anvil", *NODES})
         state = json.loads((folder / "devnet.json").read_text())
         addresses = {n["name"]: n["address"].lower() for n in state["nodes"]}
         for name in NODES:
