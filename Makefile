@@ -9,7 +9,7 @@ FORGE := node_modules/@foundry-rs/forge-linux-amd64/bin/forge
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 export PATH := $(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(PATH)
 
-.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean docker-image test-docker config-reference
+.PHONY: all deps system-deps contracts check-artifacts test test-forge slither lint typecheck pytest fuzz demo bench-gas mutate clean docker-image test-docker test-compose config-reference
 
 all: test
 
@@ -119,6 +119,11 @@ test-docker: deps
 # the committed page differs from what this writes.
 config-reference: $(BIN)/.installed
 	$(BIN)/python -m node.config.reference > docs/configuration.md
+
+# The marketplace of docker-compose.yml in containers, a wasm job from the host settled on
+# chain, and nothing left after `down` (builds the image of this checkout as test-docker does).
+test-compose: deps
+	$(BIN)/pytest -q -m docker tests/e2e/docker/test_docker_marketplace.py
 
 bench-gas: deps
 	$(BIN)/python bench/gas/run.py

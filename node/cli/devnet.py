@@ -1,15 +1,16 @@
-"""`capa devnet up|status|logs|down`: a whole local marketplace in one directory.
+"""`capa devnet up|prepare|status|logs|down`: a whole local marketplace in one directory.
 
 `up` starts anvil, deploys the contracts with the sim kind allowed (INSECURE, local chains
 only), governs them for sim providers, and runs verifier, provider and client daemons as
 `capa node run` processes whose files and logs live under DIR/<node>. The processes
-outlive the command; `down` stops exactly those.
+outlive the command; `down` stops exactly those. `prepare` does the same set-up on a chain
+that runs already and starts no process: docker-compose.yml runs each node in a container.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +43,14 @@ DirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ProvidersOption = Annotated[int, typer.Option("--providers", min=0, help="Provider nodes.")]
+VerifiersOption = Annotated[
+    int, typer.Option("--verifiers", min=1, help="Verifier nodes: the committee.")
+]
+ThresholdOption = Annotated[
+    int | None,
+    typer.Option("--threshold", min=1, help="Signatures a key needs (default: every verifier's)."),
+]
 
 
 def _failed(exc: DevnetError) -> CommandFailed:
@@ -52,16 +61,9 @@ def _failed(exc: DevnetError) -> CommandFailed:
 @devnet_app.command("up")
 def up(
     directory: DirOption = DEFAULT_DIR,
-    providers: Annotated[int, typer.Option("--providers", min=0, help="Provider nodes.")] = 2,
-    verifiers: Annotated[
-        int, typer.Option("--verifiers", min=1, help="Verifier nodes: the committee.")
-    ] = 1,
-    threshold: Annotated[
-        int | None,
-        typer.Option(
-            "--threshold", min=1, help="Signatures a key needs (default: every verifier's)."
-        ),
-    ] = None,
+    providers: ProvidersOption = 2,
+    verifiers: VerifiersOption = 1,
+    threshold: ThresholdOption = None,
     onnx: Annotated[
         list[Path] | None,
         typer.Option(
@@ -111,23 +113,67 @@ def up(
         if as_json:
             print_json(summary)
             return
-        warn(what, INSECURE_NOTE)
-        print_fields(
-            [
-                ("directory", summary["directory"]),
-                ("chain", f"{summary['rpc_url']} (chain id {summary['chain_id']})"),
-                ("deployment", summary["deployment"]),
-                *((name, address) for name, address in summary["contracts"].items()),
-                ("client config", summary["client_config"]),
-            ]
-        )
-        typer.echo("")
-        _print_nodes(summary["nodes"])
-        typer.echo("")
+        _print_summary(what, summary)
         typer.echo(
             f"next: `capa job submit -c {summary['client_config']} --wasm FILE --input FILE "
             f"--output FILE`; `capa devnet down --dir {directory}` stops it all"
         )
+
+
+@devnet_app.command("prepare")
+def prepare(
+    rpc_url: Annotated[
+        str,
+        typer.Option(
+            "--rpc-url", metavar="URL", help="The chain to deploy to (a local one: anvil)."
+        ),
+    ],
+    directory: DirOption = DEFAULT_DIR,
+    providers: ProvidersOption = 2,
+    verifiers: VerifiersOption = 1,
+    threshold: ThresholdOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy and govern the contracts on a running chain and write every node's keys and
+    config, but start no node: each is then run as `capa node run -c DIR/NODE/capa.toml`
+    (docker-compose.yml runs them in containers), the first verifier first."""
+    what = "devnet prepare"
+    with reporting(what, as_json=as_json):
+        options = DevnetOptions(providers=providers, verifiers=verifiers, threshold=threshold)
+        try:
+            devnet = Devnet.prepare(
+                directory,
+                rpc_url,
+                options,
+                progress=None if as_json else lambda line: typer.echo(f"  {line}", err=True),
+            )
+        except DevnetError as exc:
+            raise _failed(exc) from None
+        summary = devnet.summary()
+        if as_json:
+            print_json(summary)
+            return
+        _print_summary(what, summary)
+        typer.echo(
+            "next: `capa node run -c DIR/NODE/capa.toml` for each node, verifier-1 first "
+            "(it is the bootstrap peer)"
+        )
+
+
+def _print_summary(what: str, summary: dict[str, Any]) -> None:
+    warn(what, INSECURE_NOTE)
+    print_fields(
+        [
+            ("directory", summary["directory"]),
+            ("chain", f"{summary['rpc_url']} (chain id {summary['chain_id']})"),
+            ("deployment", summary["deployment"]),
+            *((name, address) for name, address in summary["contracts"].items()),
+            ("client config", summary["client_config"]),
+        ]
+    )
+    typer.echo("")
+    _print_nodes(summary["nodes"])
+    typer.echo("")
 
 
 def _print_nodes(nodes: list[dict[str, object]]) -> None:

@@ -6,6 +6,9 @@
         net.node("provider-1").restart()  # same config, keys and store; waits until ready
 
 `capa devnet` drives the same class across commands through the state file.
+`Devnet.prepare(dir, rpc_url)` does the set-up alone (keys, contracts, configs) on a chain
+that runs already and starts nothing: docker-compose.yml's deployer, before a container
+per node.
 
 Order of start: anvil; keys for every node (their addresses are needed on chain, their
 peer ids in each other's configs); the contracts, governed and funded; the first verifier,
@@ -44,6 +47,7 @@ from node.config.loader import load_config
 from node.config.model import Role
 from node.devnet.chain import SIM_TCB_FLOOR, Workload, deploy_devnet, start_anvil
 from node.devnet.errors import DevnetError, DevnetMissing, DevnetRunning, NodeFailed
+from node.devnet.health import not_ready
 from node.devnet.node_files import (
     base_settings,
     create_node_keys,
@@ -318,6 +322,30 @@ class Devnet:
         return devnet
 
     @classmethod
+    def prepare(
+        cls,
+        directory: Path,
+        rpc_url: str,
+        options: DevnetOptions | None = None,
+        *,
+        progress: Callable[[str], None] | None = None,
+    ) -> Devnet:
+        """What `up` does before it starts a process, against a chain someone else runs: keys,
+        contracts deployed and governed, accounts funded, and every node's config written.
+        The nodes are then started elsewhere, `capa node run -c DIR/<node>/capa.toml` each
+        (docker-compose.yml does so, one container per node), bootstrap verifier first."""
+        options = options or DevnetOptions()
+        options.check()
+        directory = directory.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        with devnet_lock(directory):
+            _claim(directory)
+            devnet = cls(DevnetState(directory, chain_id=31337, rpc_url=rpc_url), options)
+            devnet._save(devnet.state)
+            devnet._prepare(progress or (lambda line: None))
+        return devnet
+
+    @classmethod
     def attach(cls, directory: Path) -> Devnet:
         """The devnet recorded in `directory` (for status, logs and down)."""
         return cls(load_state(directory.resolve()))
@@ -360,6 +388,25 @@ class Devnet:
         )
         self._save(replace(self.state, anvil=anvil, rpc_url=rpc_url))
         progress(f"anvil listening at {rpc_url} (pid {anvil.pid})")
+        self._prepare(progress)
+        verifiers = [n for n in self.state.nodes if n.role is Role.VERIFIER]
+        stages = [
+            [verifiers[0].name],
+            [v.name for v in verifiers[1:]],
+            [n.name for n in self.state.nodes if n.role is not Role.VERIFIER],
+        ]
+        for stage in filter(None, stages):
+            progress(f"starting {', '.join(stage)}")
+            self.start_nodes(stage)
+            progress(f"ready: {', '.join(stage)}")
+        if options.wait_offers and self.providers:
+            progress("waiting until the client sees an offer of every provider")
+            self.wait_for_offers()
+            progress("the client sees an offer of every provider")
+
+    def _prepare(self, progress: Callable[[str], None]) -> None:
+        """Keys, contracts and every node's config, against the chain at `state.rpc_url`."""
+        options, directory, rpc_url = self.options, self.state.directory, self.state.rpc_url
         names = node_names(options)
         for name, role in names:
             keys = create_node_keys(directory / name, scrypt_n=options.scrypt_n)
@@ -413,19 +460,6 @@ class Devnet:
             f"JobMarket {manifest.market}: sim enabled (INSECURE), {len(served)} workload "
             f"measurements approved, committee {options.committee_threshold} of {len(verifiers)}"
         )
-        stages = [
-            [bootstrap.name],
-            [v.name for v in verifiers[1:]],
-            [n.name for n in self.state.nodes if n.role is not Role.VERIFIER],
-        ]
-        for stage in filter(None, stages):
-            progress(f"starting {', '.join(stage)}")
-            self.start_nodes(stage)
-            progress(f"ready: {', '.join(stage)}")
-        if options.wait_offers and self.providers:
-            progress("waiting until the client sees an offer of every provider")
-            self.wait_for_offers()
-            progress("the client sees an offer of every provider")
 
     def _role_settings(
         self, role: Role, served: Sequence[Workload], verifiers: Sequence[NodeRecord]
@@ -761,6 +795,13 @@ def _claim(directory: Path) -> None:
             raise DevnetRunning(
                 f"a devnet is running in {directory} ({', '.join(alive)}): "
                 f"`capa devnet down --dir {directory}` stops it"
+            )
+        # Nodes of a prepared devnet run elsewhere (a container each): their APIs tell.
+        answering = [n.name for n in old.nodes if n.process is None and not not_ready(n.directory)]
+        if answering:
+            raise DevnetRunning(
+                f"nodes of the devnet in {directory} are running ({', '.join(answering)}), "
+                f"started outside `capa devnet`: stop them first (`docker compose down`)"
             )
         for node in old.nodes:
             if node.directory.parent == directory:

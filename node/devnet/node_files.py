@@ -125,7 +125,7 @@ def write_config(directory: Path, settings: Settings) -> Path:
 def render_toml(settings: Settings) -> str:
     """TOML for the value types a node config holds: strings, numbers, booleans, lists of
     those, and lists of tables (the provider's workloads)."""
-    lines = ["# Written by `capa devnet up` for a local devnet (sim allowed: INSECURE)."]
+    lines = ["# Written by `capa devnet up|prepare` for a local devnet (sim allowed: INSECURE)."]
     for section, values in settings.items():
         tables = {k: v for k, v in values.items() if _is_table_list(v)}
         lines.append("")

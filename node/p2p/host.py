@@ -32,6 +32,7 @@ from libp2p.identity.identify_push.identify_push import ID_PUSH
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
@@ -221,13 +222,13 @@ class P2PHost:
         """What identify told us the peer speaks (empty until identify has run)."""
         try:
             return list(self._host.get_peerstore().get_protocols(libp2p_id(peer)))
-        except BaseLibp2pError:
+        except (BaseLibp2pError, PeerStoreError):  # the latter a KeyError: unknown or expired
             return []
 
     def addresses_of(self, peer: PeerId) -> list[PeerAddress]:
         try:
             addrs = self._host.get_peerstore().addrs(libp2p_id(peer))
-        except BaseLibp2pError:
+        except (BaseLibp2pError, PeerStoreError):  # a peer gone between two calls
             return []
         return [PeerAddress(peer, Multiaddr(str(a).split("/p2p/")[0])) for a in addrs]
 

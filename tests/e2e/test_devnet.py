@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from click.testing import Result
 from eth_utils.address import to_checksum_address
 from typer.testing import CliRunner
 
+from node.chain.anvil import run_anvil
 from node.chain.client import ChainClient
 from node.chain.manifest import read_manifest
 from node.chain.market import Market
@@ -24,8 +26,9 @@ from node.cli.main import app
 from node.config.loader import load_config
 from node.devnet.chain import SIM
 from node.devnet.errors import NodeFailed
-from node.devnet.launcher import WASM_DIR, Devnet, DevnetOptions, node_environment
-from node.devnet.processes import is_running
+from node.devnet.health import not_ready
+from node.devnet.launcher import WASM_DIR, Devnet, DevnetOptions, capa_command, node_environment
+from node.devnet.processes import Stoppable, is_running, spawn, stop_all
 from node.devnet.state import load_state
 
 pytestmark = pytest.mark.e2e
@@ -217,3 +220,54 @@ def test_node_environment_drops_the_users_capa_overrides(monkeypatch: pytest.Mon
     env = node_environment()
     assert not [name for name in env if name.startswith("CAPA_")]
     assert env["PATH"] == os.environ["PATH"]
+
+
+def test_prepare_deploys_and_writes_configs_for_nodes_started_elsewhere(tmp_path: Path) -> None:
+    """`capa devnet prepare`, as docker-compose.yml's deployer runs it: the chain governed and
+    every node's folder written, no process started; the nodes, started by someone else, join;
+    a second prepare refuses while they answer, and takes the folder over once they stop."""
+    directory = tmp_path / "net"
+    with run_anvil() as anvil:
+        args = ("devnet", "prepare", "--dir", str(directory), "--rpc-url", anvil.rpc_url)
+        done = capa_process(*args, "--providers", "0", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["anvil_pid"] is None and "INSECURE" in summary["insecure"]
+        assert [(n["name"], n["pid"]) for n in summary["nodes"]] == [
+            ("verifier-1", None),
+            ("client", None),
+        ]
+        manifest = read_manifest(Path(summary["deployment"]))
+        market = Market(ChainClient(anvil.rpc_url), manifest.deployment())
+        assert market.kind_policy(SIM).enabled and market.committee() == (1, 1)
+        for node in summary["nodes"]:
+            assert market.client.balance(node["address"]) > 0
+            config = load_config(Path(node["config"]), env={})
+            assert config.chain.rpc_urls == (anvil.rpc_url,)
+            assert config.chain.market == manifest.market
+        assert not list(directory.glob("*/api.url"))  # nothing runs
+
+        verifier = directory / "verifier-1"
+        assert "has not published its API" in str(not_ready(verifier))
+        process, record = spawn(
+            [*capa_command(), "node", "run", "-c", str(verifier / "capa.toml")],
+            log=verifier / "node.log",
+            cwd=verifier,
+            env=node_environment(),
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while (reason := not_ready(verifier)) is not None:
+                assert process.poll() is None, (verifier / "node.log").read_text()
+                assert time.monotonic() < deadline, reason
+                time.sleep(0.2)
+            again = capa_process(*args)
+            assert again.returncode == 1
+            assert again.stderr.strip().count("\n") == 0, again.stderr
+            assert "are running (verifier-1), started outside `capa devnet`" in again.stderr
+            assert load_config(verifier / "capa.toml", env={}).chain.market == manifest.market
+        finally:
+            stop_all([Stoppable("verifier-1", record, process)], grace=10)
+        redone = capa_process(*args, "--providers", "0", "--json")
+        assert redone.returncode == 0, redone.stderr
+        assert json.loads(redone.stdout)["contracts"]["JobMarket"] != manifest.market

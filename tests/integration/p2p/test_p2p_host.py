@@ -19,3 +19,16 @@ def test_two_nodes_connect_ping_and_identify(kit: Any) -> None:
             assert "/ipfs/ping/1.0.0" in b.host.protocols_of(a.peer_id)
 
     trio.run(scenario)
+
+
+def test_a_peer_the_peerstore_does_not_hold_has_no_addresses_and_no_protocols(kit: Any) -> None:
+    """libp2p raises its PeerStoreError (a KeyError) for such a peer; the supervisor asks for
+    the addresses of a peer that may have just left, and must not crash on it."""
+
+    async def scenario() -> None:
+        a, b = kit.node(), kit.node()
+        async with kit.running(a):
+            assert a.host.addresses_of(b.peer_id) == []
+            assert a.host.protocols_of(b.peer_id) == []
+
+    trio.run(scenario)
