@@ -57,6 +57,12 @@ _LISTING_TAG = keccak(text="CapaCloud.OfferListing.v1")
 _UINT64_MAX = 2**64 - 1
 
 
+# `published_at` is the provider's wall clock; a client ranks by the chain's time as its
+# watcher last saw it, which lags a busy node by seconds. An offer gossip accepted (its stamp
+# within the skew bound) is not refused as "not valid yet" for a lag within that bound.
+RANKING_SKEW_S = 30
+
+
 @dataclass(frozen=True)
 class ListingDetails:
     """Matching inputs beyond the EIP-712 offer; bound to it by the listing signature."""
@@ -296,7 +302,9 @@ class OfferListing:
             tee_kind=TeeKind(self.offer.tee_kind),
             measurement=Measurement.from_bytes(self.offer.measurement),
             tcb_status=d.tcb_status,
-            valid_from=Timestamp(min(self.published_at, self.offer.valid_until - 1)),
+            valid_from=Timestamp(
+                max(0, min(self.published_at - RANKING_SKEW_S, self.offer.valid_until - 1))
+            ),
             valid_until=Timestamp(self.offer.valid_until),
             gpu=d.gpu,
             workloads=d.workloads,

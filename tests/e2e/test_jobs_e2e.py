@@ -368,6 +368,9 @@ def test_a_candidate_failing_the_clients_policy_never_gets_the_input(tmp_path: P
             provider.stop()
             provider.restart()  # its sim host key stays: the pin holds
             wait_for(lambda p=provider, h=heard: offers_of(p) > h, f"{provider.name}'s offer", 180)
+        # Every key each one registered anew offered, for the workload asked too (a first
+        # new offer may be another workload's).
+        pinned.wait_for_offers([first, second], timeout=180)
         (tmp_path / "in").write_bytes(b"for the second only")
         code, job, err = submit(
             pinned.client.config,

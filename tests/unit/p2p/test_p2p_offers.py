@@ -14,7 +14,7 @@ from node.p2p.errors import ConfigError, OfferRejected
 from node.p2p.identity import NodeIdentity, PeerAddress, PeerId
 from node.p2p.offer_book import OfferBook
 from node.p2p.offer_gossip import OfferValidator
-from node.p2p.offers import ListingDetails, OfferListing
+from node.p2p.offers import RANKING_SKEW_S, ListingDetails, OfferListing
 from node.p2p.penalties import PeerPenalties, TokenBuckets
 from scheduler.models import TcbStatus, TeeKind
 
@@ -81,6 +81,17 @@ def test_a_signed_listing_round_trips_and_becomes_a_resource_offer() -> None:
     assert resource.tee_kind is TeeKind.SIM
     assert resource.cpu_cores == 4 and resource.peer_id == PEER
     assert signed.signed_offer.signed_by_provider(CHAIN, MARKET)
+
+
+def test_an_offer_ranks_as_valid_from_its_stamp_less_the_clock_skew_a_lagging_chain_view_has() -> (
+    None
+):
+    # A client ranks by the chain time its watcher last saw, seconds behind the provider's
+    # wall clock: an offer just published must not read "not valid yet" to it.
+    assert listing(at=NOW).to_resource_offer().valid_from == NOW - RANKING_SKEW_S
+    # Never past the offer's end, never before time zero.
+    assert listing(at=NOW, valid_until=NOW - 40).to_resource_offer().valid_from == NOW - 41
+    assert listing(at=5).to_resource_offer().valid_from == 0
 
 
 def test_the_input_store_size_travels_signed_and_is_absent_when_unsaid() -> None:
