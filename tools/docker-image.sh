@@ -11,7 +11,8 @@
 # base: `debootstrap --variant=minbase` of this host's Debian release with python3 (3.11 on
 # bookworm), its venv module and bubblewrap, trimmed of docs, man pages, locales and apt
 # caches, tarred into the cache and `docker import`ed as capacloud/base:<release>. The tarball
-# is reused while the package list is unchanged; the import is skipped when the tag exists.
+# is reused while the package list is unchanged; the import is skipped when the tag exists and
+# carries the same key (label org.capacloud.base-key).
 # BASE_IMAGE set (an image with python3 >= 3.11, e.g. the official slim one) skips all this.
 #
 # wheelhouse: `pip wheel` of the project's runtime dependencies (no dev extras) and its build
@@ -87,12 +88,14 @@ cmd_base() {
     local codename tag key tarball
     codename=$(os_release VERSION_CODENAME)
     tag=capacloud/base:$codename
-    if docker image inspect "$tag" >/dev/null 2>&1; then
+    # root-755: tarballs and images made before the rootfs's own mode was fixed (0700, see
+    # below) are never reused.
+    key=$(printf '%s\n' "$codename" "$base_packages" "trim-1" "root-755" | sha256sum | cut -c1-12)
+    if [ "$(docker image inspect --format "{{ index .Config.Labels \"$label.base-key\" }}" "$tag" 2>/dev/null)" = "$key" ]; then
         say "base image $tag present"
         echo "$tag"
         return
     fi
-    key=$(printf '%s\n' "$codename" "$base_packages" "trim-1" | sha256sum | cut -c1-12)
     tarball="$cache/base-$codename-$key.tar"
     if [ ! -f "$tarball" ]; then
         [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
@@ -101,6 +104,10 @@ cmd_base() {
         mirror=$(debian_mirror "$codename")
         mkdir -p "$cache"
         rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
+        # mktemp makes it 0700, and the tarball's `./` entry carries that mode into the image's
+        # `/`: overlay2 hides it (a container's root takes its upper layer's 0755), vfs copies
+        # it, and then the sandbox user, who runs bubblewrap, can open nothing at all.
+        chmod 0755 "$rootfs"
         say "debootstrap --variant=minbase $codename (+$base_packages) into $rootfs"
         # A private mount namespace: the /proc and /sys debootstrap mounts in the target end
         # with it, instead of staying mounted (and busy) on the host.
@@ -123,7 +130,7 @@ cmd_base() {
     local python
     python=$(tar -tf "$tarball" ./usr/bin/ | sed -n 's#^\./usr/bin/python\(3\.[0-9]*\)$#\1#p' | head -1)
     docker import \
-        --change "LABEL $label.python=$python $label.debian=$codename" \
+        --change "LABEL $label.python=$python $label.debian=$codename $label.base-key=$key" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD ["/bin/bash"]' \
         "$tarball" "$tag" >/dev/null

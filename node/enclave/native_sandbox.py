@@ -161,13 +161,34 @@ def _find_util_linux(name: str) -> str:
 def _searchable_by(path: Path, identity: JobIdentity) -> bool:
     """Whether `identity` may walk down to `path`: bubblewrap resolves every bind source as
     the sandbox user, so a source under a root-only directory must be staged first."""
+    return _first_unsearchable(path, identity) is None
+
+
+def _first_unsearchable(path: Path, identity: JobIdentity) -> Path | None:
+    """The first directory above `path` that `identity` may not search, or None."""
     for directory in reversed(path.parents):
         try:
             if not _permissions(directory.stat(), identity) & 0o1:
-                return False
+                return directory
         except OSError:
-            return False
-    return True
+            return directory
+    return None
+
+
+def _check_reachable(bubblewrap: Path, identity: JobIdentity) -> None:
+    """A root daemon execs bubblewrap as the sandbox user, whose dynamic loader then opens its
+    libraries as that user: a root-only directory on the way (a container image whose `/` has
+    mode 0700, say) makes every job die before bubblewrap prints a word. Said here, once."""
+    real = Path(os.path.realpath(bubblewrap))
+    blocked = _first_unsearchable(real, identity)
+    if blocked is not None:
+        mode = "not readable"
+        with contextlib.suppress(OSError):
+            mode = f"mode {stat.S_IMODE(blocked.stat().st_mode):04o}"
+        raise SandboxUnavailable(
+            f"refusing to run jobs: the sandbox user, {identity.label}, cannot search {blocked} "
+            f"({mode}) on the way to {real}; make it searchable (chmod o+x {blocked})"
+        )
 
 
 def _permissions(info: os.stat_result, identity: JobIdentity) -> int:
@@ -301,6 +322,7 @@ class NativeSandbox:
         self._unshare: tuple[str, ...] = ()
         self._mount = "mount"
         if self._identity.drop_from_root:
+            _check_reachable(bubblewrap, self._identity)
             self._mount = _find_util_linux("mount")
             self._unshare = (_find_util_linux("unshare"), "--mount", "--propagation", "private")
             self._drop = (

@@ -73,13 +73,16 @@ def test_a_container_with_the_sandbox_settings_runs_wasm_jobs(
 def test_the_image_carries_no_dev_tools_and_finds_its_contracts(
     docker: Docker, node_image: str
 ) -> None:
+    # One container for several looks: on vfs each one is a full copy of the image. `/` must
+    # be 0755: the sandbox user runs bubblewrap, and a 0700 root (a base made from a mktemp
+    # folder) stops every job, on vfs only, since overlay2 gives a container's root 0755.
     check = (
-        "import importlib.util, shutil\n"
+        "import importlib.util, os, shutil\n"
         "from node.chain.artifacts import DEPLOYABLE_CONTRACTS, load_artifact\n"
         "dev = [m for m in ('pytest', 'mypy', 'ruff', 'hypothesis', 'schemathesis')"
         " if importlib.util.find_spec(m)]\n"
         "print(dev, [len(load_artifact(n).bytecode) > 0 for n in DEPLOYABLE_CONTRACTS],"
-        " shutil.which('anvil'))\n"
+        " shutil.which('anvil'), oct(os.stat('/').st_mode & 0o7777))\n"
     )
     out = _capa(docker, node_image, "-c", check, options=("--entrypoint", "python3"))
-    assert out.strip() == "[] [True, True, True] /opt/capacloud/bin/anvil"
+    assert out.strip() == "[] [True, True, True] /opt/capacloud/bin/anvil 0o755"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,15 +55,47 @@ def test_a_daemon_that_is_not_root_runs_jobs_as_itself():
     assert identity.uid == 4321 and not identity.drop_from_root
 
 
+class _NoCgroups:
+    version = "none"
+
+    def create(self, name: str, limits: object) -> object:
+        raise AssertionError("no cgroup for a refused sandbox")
+
+
 def test_the_sandbox_refuses_host_root_whatever_it_is_given(tmp_path: Path):
-    class _NoCgroups:
-        version = "none"
-
-        def create(self, name: str, limits: object) -> object:
-            raise AssertionError("no cgroup for a refused sandbox")
-
     with pytest.raises(SandboxUnavailable, match="uid 0"):
         NativeSandbox(tmp_path / "bwrap", _NoCgroups(), JobIdentity(0, 0, False, "root"))
+
+
+@pytest.fixture
+def bubblewrap_behind_a_root_only_directory() -> Iterator[Path]:
+    """A bwrap file the sandbox user may execute, below a directory it may not search (as in
+    an image whose `/` has mode 0700); pytest's own tmp_path is such a directory already."""
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        locked = Path(top) / "locked"
+        locked.mkdir(mode=0o700)
+        locked.chmod(0o700)
+        bwrap = locked / "bwrap"
+        bwrap.touch(mode=0o755)
+        yield bwrap
+
+
+def test_a_root_daemon_refuses_a_bubblewrap_its_sandbox_user_cannot_reach(
+    bubblewrap_behind_a_root_only_directory: Path,
+):
+    bwrap = bubblewrap_behind_a_root_only_directory
+    identity = JobIdentity(4321, 4321, True, "capacloud-sandbox (uid 4321)")
+    with pytest.raises(SandboxUnavailable) as error:
+        NativeSandbox(bwrap, _NoCgroups(), identity)
+    assert str(error.value) == (
+        "refusing to run jobs: the sandbox user, capacloud-sandbox (uid 4321), cannot search "
+        f"{bwrap.parent} (mode 0700) on the way to {bwrap}; make it searchable "
+        f"(chmod o+x {bwrap.parent})"
+    )
+    # Searchable is enough: the sandbox user needs to reach bwrap, not to list the folder.
+    bwrap.parent.chmod(0o711)
+    assert NativeSandbox(bwrap, _NoCgroups(), identity).identity == identity
 
 
 @pytest.mark.parametrize("scratch", [64 * 1024, 1 << 20, 64 << 20, (64 << 20) + 12345])
