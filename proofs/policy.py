@@ -123,11 +123,7 @@ class Policy:
                 raw, "allow_reserved_attributes", default.allow_reserved_attributes
             ),
             snp_min_tcb=_snp_min_tcb(raw.get("snp_min_tcb")),
-            cca_reference_values=(
-                parse_reference_values(raw["cca_reference_values"], PolicyInvalid)
-                if raw.get("cca_reference_values") is not None
-                else None
-            ),
+            cca_reference_values=_cca_reference_values(raw.get("cca_reference_values")),
             sim_hosts=_sim_hosts(raw),
         )
 
@@ -193,6 +189,17 @@ def _snp_min_tcb(value: object) -> Mapping[str, Mapping[str, int]]:
                 raise PolicyInvalid(f"snp_min_tcb.{product}.{component} must be 0..255")
         floors[str(product).lower()] = dict(svns)
     return floors
+
+
+def _cca_reference_values(value: object) -> CcaReferenceValues | None:
+    if value is None:
+        return None
+    try:
+        return parse_reference_values(value, PolicyInvalid)
+    except PolicyInvalid as exc:
+        # The parser also reads a reference-values file of its own; in a policy file the
+        # operator must be told which key of the file is wrong.
+        raise PolicyInvalid(f"cca_reference_values: {exc}") from exc
 
 
 def _flag(raw: Mapping[Any, Any], key: str, default: bool) -> bool:
