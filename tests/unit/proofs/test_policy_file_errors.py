@@ -251,3 +251,10 @@ def test_sim_hosts_compare_the_first_signer_in_lower_case() -> None:
 def test_sim_hosts_do_not_judge_hardware_evidence() -> None:
     pinned = Policy.from_mapping({"allow_sim": True, "sim_hosts": [HOST]})
     assert _judged(pinned, TeeKind.SGX, signer_ids=()) == ()
+
+
+def test_cca_claims_without_the_token_facts_are_refused_whatever_the_policy_waives() -> None:
+    lax = Policy(allow_sim=True, allow_debug=True, require_reference_manifests=False)
+    assert _judged(lax, TeeKind.CCA, cca=None) == (
+        "CCA claims carry no platform token facts to judge",
+    )
