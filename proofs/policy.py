@@ -123,11 +123,7 @@ class Policy:
                 raw, "allow_reserved_attributes", default.allow_reserved_attributes
             ),
             snp_min_tcb=_snp_min_tcb(raw.get("snp_min_tcb")),
-            cca_reference_values=(
-                parse_reference_values(raw["cca_reference_values"], PolicyInvalid)
-                if raw.get("cca_reference_values") is not None
-                else None
-            ),
+            cca_reference_values=_cca_reference_values(raw.get("cca_reference_values")),
             sim_hosts=_sim_hosts(raw),
         )
 
@@ -193,6 +189,17 @@ def _snp_min_tcb(value: object) -> Mapping[str, Mapping[str, int]]:
                 raise PolicyInvalid(f"snp_min_tcb.{product}.{component} must be 0..255")
         floors[str(product).lower()] = dict(svns)
     return floors
+
+
+def _cca_reference_values(value: object) -> CcaReferenceValues | None:
+    if value is None:
+        return None
+    try:
+        return parse_reference_values(value, PolicyInvalid)
+    except PolicyInvalid as exc:
+        # The parser also reads a reference-values file of its own; in a policy file the
+        # operator must be told which key of the file is wrong.
+        raise PolicyInvalid(f"cca_reference_values: {exc}") from exc
 
 
 def _flag(raw: Mapping[Any, Any], key: str, default: bool) -> bool:
@@ -266,16 +273,8 @@ def evaluate(
         if policy.require_revocation_check and not claims.revocation_checked:
             reasons.append("AMD certificate revocation was not checked (no KDS CRL)")
         reasons.extend(_snp_tcb_reasons(policy, claims))
-    if claims.kind == TeeKind.CCA and claims.cca is not None:
-        facts = claims.cca
-        if facts.lifecycle_name != "secured" and not (claims.debug and policy.allow_debug):
-            reasons.append(f"CCA platform lifecycle {facts.lifecycle_name} is not secured")
-        if policy.cca_reference_values is not None:
-            reasons.extend(
-                reference_mismatches(facts, claims.measurement, policy.cca_reference_values)
-            )
-        elif policy.require_reference_manifests:
-            reasons.append("CCA measurements were not compared with reference values")
+    if claims.kind == TeeKind.CCA:
+        reasons.extend(_cca_reasons(policy, claims))
     rejected = sorted(set(claims.advisory_ids or ()) & policy.rejected_advisories)
     if rejected:
         reasons.append(f"rejected advisories apply: {', '.join(rejected)}")
@@ -312,6 +311,22 @@ def _attribute_reasons(policy: Policy, claims: Claims) -> list[str]:
     reserved = sorted(a for a in present if a.startswith(RESERVED_PREFIX))
     if reserved and not policy.allow_reserved_attributes:
         reasons.append(f"reserved attribute bits are set: {', '.join(reserved)}")
+    return reasons
+
+
+def _cca_reasons(policy: Policy, claims: Claims) -> list[str]:
+    facts = claims.cca
+    if facts is None:
+        # The CCA verifier always records the token's facts; CCA claims put together without
+        # them must not pass for lack of anything to judge.
+        return ["CCA claims carry no platform token facts to judge"]
+    reasons = []
+    if facts.lifecycle_name != "secured" and not (claims.debug and policy.allow_debug):
+        reasons.append(f"CCA platform lifecycle {facts.lifecycle_name} is not secured")
+    if policy.cca_reference_values is not None:
+        reasons.extend(reference_mismatches(facts, claims.measurement, policy.cca_reference_values))
+    elif policy.require_reference_manifests:
+        reasons.append("CCA measurements were not compared with reference values")
     return reasons
 
 
