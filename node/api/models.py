@@ -7,6 +7,7 @@ or from the OpenAPI document, which is generated from them.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated
 
@@ -184,6 +185,17 @@ class OfferView(BaseModel):
     evidence_checked_at: int = Field(
         default=0, description="Chain time of that check (0: unchecked)"
     )
+
+
+def enclave_key_of(body: str) -> str | None:
+    """The enclave key the listing in an offer row's `body` names (the listing as the p2p
+    node accepted and stored it); None when it names none."""
+    try:
+        listing = json.loads(body)
+        key = listing["signed"]["offer"]["enclaveKey"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 class PeerView(BaseModel):

@@ -29,6 +29,7 @@ from node.config.errors import ConfigError
 from node.config.loader import load_config
 from node.config.model import NodeConfig
 from node.daemon.errors import DaemonError
+from node.exception_groups import first_of
 from node.keys.errors import KeysError
 from node.state.model import JobStatus
 from node.store.errors import StoreError
@@ -95,25 +96,13 @@ def run(
         errors.print("capa: interrupted before the daemon was running")
         raise typer.Exit(130) from None
     except Exception as exc:
-        known = _operator_error(exc)
+        known = first_of(exc, OPERATOR_ERRORS)
         if known is None:
             raise
         raise _fail(str(known)) from None
 
 
-_OPERATOR_ERRORS = (ConfigError, KeysError, StoreError, DaemonError, ChainError)
-
-
-def _operator_error(exc: BaseException) -> BaseException | None:
-    """The first error meant for the operator, also from inside trio's exception groups."""
-    if isinstance(exc, _OPERATOR_ERRORS):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _operator_error(inner)
-            if found is not None:
-                return found
-    return None
+OPERATOR_ERRORS = (ConfigError, KeysError, StoreError, DaemonError, ChainError)
 
 
 def _client(config: Path) -> ApiClient:

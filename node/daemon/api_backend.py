@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from node.api.models import (
     SubmitJob,
     SubmittedJob,
     Withdraw,
+    enclave_key_of,
 )
 from node.chain.rpc import FailoverRpc
 from node.chain.typed_data import job_id_for
@@ -49,17 +49,6 @@ from proofs.claims import TeeKind
 # Any TEE kind the market knows (bit i: TeeKind i); the client's policy still decides.
 ANY_TEE_KIND = sum(1 << kind for kind in TeeKind)
 REQUEST_TIMEOUT = 10.0  # seconds an action may wait for the state service to record it
-
-
-def enclave_key_of(body: str) -> str | None:
-    """The enclave key an offer row's listing names (the listing as stored: our own record
-    of what the p2p node accepted); None when it names none."""
-    try:
-        listing = json.loads(body)
-        key = listing["signed"]["offer"]["enclaveKey"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return key if isinstance(key, str) else None
 
 
 class DaemonApiBackend:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -41,7 +40,7 @@ import httpx
 from node.api.client import ApiClient
 from node.api.discovery import url_file_for
 from node.api.errors import ApiError
-from node.api.models import NodeStatus
+from node.api.models import NodeStatus, enclave_key_of
 from node.config.errors import ConfigError
 from node.config.loader import load_config
 from node.config.model import Role
@@ -522,7 +521,7 @@ class Devnet:
             reason = "exited during start-up" + (f" with status {code}" if code is not None else "")
             raise NodeFailed(name, reason, log_tail(record.log, LOG_TAIL_LINES))
         answer = _status_answer(record)
-        if answer is not None and (not listens or _p2p_listening(record.p2p_port)):
+        if answer is not None and (not listens or port_listening(record.p2p_port)):
             if answer.peer_id != record.peer_id or answer.role is not record.role:
                 raise NodeFailed(
                     name,
@@ -556,8 +555,10 @@ class Devnet:
             # The client's API busy or restarting: ask again on the next round.
             with contextlib.suppress(DevnetError, KeyError, TypeError):
                 offers = list(self.client.get("/v1/offers")["offers"])
-            offered = {_offered_key(o) for o in offers}
-            missing = [p for p in wanted.values() if not _registered_keys(p) <= offered]
+            offered = {(enclave_key_of(o.get("body", "")) or "").lower() for o in offers}
+            missing = [
+                p for p in wanted.values() if not (keys := _registered_keys(p)) or keys - offered
+            ]
             if not missing:
                 return offers
             if time.monotonic() >= deadline:
@@ -751,7 +752,8 @@ def _p2p_enabled(record: NodeRecord) -> bool:
         raise DevnetError(f"{record.name}: {exc}") from exc
 
 
-def _p2p_listening(port: int) -> bool:
+def port_listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -817,21 +819,10 @@ def _claim(directory: Path) -> None:
         )
 
 
-def _offered_key(offer: dict[str, Any]) -> str:
-    """The enclave key a /v1/offers row sells ("" when its body cannot be read)."""
-    try:
-        return str(json.loads(offer["body"])["signed"]["offer"]["enclaveKey"]).lower()
-    except (KeyError, TypeError, ValueError):
-        return ""
-
-
 def _registered_keys(provider: NodeHandle) -> frozenset[str]:
-    """The provider's registered enclave keys; while it has none (or does not answer), a
-    key that is never offered, so the provider counts as missing."""
+    """The provider's registered enclave keys (none while it does not answer)."""
     with contextlib.suppress(ApiError, DevnetError, OSError):
         status = provider.status().provider
         if status is not None:
-            keys = frozenset(k.enclave_key.lower() for k in status.keys if k.status == "registered")
-            if keys:
-                return keys
-    return frozenset({"(none registered)"})
+            return frozenset(k.enclave_key.lower() for k in status.keys if k.status == "registered")
+    return frozenset()

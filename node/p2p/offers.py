@@ -18,6 +18,7 @@ from eth_utils.address import to_canonical_address
 from eth_utils.crypto import keccak
 
 from node.chain.typed_data import Offer, job_market_domain
+from node.p2p.config import OfferPolicy
 from node.p2p.errors import OfferRejected, ProtocolViolation
 from node.p2p.identity import PeerId
 from node.p2p.wire import (
@@ -60,7 +61,7 @@ _UINT64_MAX = 2**64 - 1
 # `published_at` is the provider's wall clock; a client ranks by the chain's time as its
 # watcher last saw it, which lags a busy node by seconds. An offer gossip accepted (its stamp
 # within the skew bound) is not refused as "not valid yet" for a lag within that bound.
-RANKING_SKEW_S = 30
+RANKING_SKEW_S = OfferPolicy.max_clock_skew_s
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.peer.id import ID
 
+from node.exception_groups import first_of
 from node.p2p.approve_protocol import ApprovalResponder
 from node.p2p.config import P2PConfig
 from node.p2p.errors import ListenFailed, P2PError
@@ -155,7 +156,7 @@ class P2PSupervisor:
         culprits = [p for p in attribute_peers(exc) if p != own]
         self.last_fault = repr(exc)
         if not culprits:
-            listen = _listen_failure(exc)
+            listen = first_of(exc, ListenFailed)
             if listen is not None:  # the operator's to fix: one line, no traceback
                 logger.error("p2p node cannot start: %s", listen)
                 return
@@ -233,15 +234,4 @@ def _peer_in_frames(tb: TracebackType | None) -> PeerId | None:
                 return peer_id_of(value)
             if isinstance(value, INetStream):
                 return peer_id_of(value.muxed_conn.peer_id)
-    return None
-
-
-def _listen_failure(exc: BaseException) -> ListenFailed | None:
-    if isinstance(exc, ListenFailed):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _listen_failure(inner)
-            if found is not None:
-                return found
     return None

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.api.models import enclave_key_of
 from node.chain.client import ChainClient
 from node.chain.market import JobState, Market
 from node.devnet.launcher import WASM_DIR, Devnet, DevnetOptions, NodeHandle, node_environment
@@ -288,7 +289,7 @@ def test_a_provider_booting_while_a_verifier_is_down_waits_then_serves(
         keys = {k.enclave_key.lower() for k in provider.status().provider.keys}  # type: ignore[union-attr]
         assert keys, "the restarted provider made no enclave key"
         offered = {
-            json.loads(o["body"])["signed"]["offer"]["enclaveKey"].lower()
+            (enclave_key_of(o["body"]) or "").lower()
             for o in net.client.get("/v1/offers")["offers"]
         }
         assert not keys & offered, "an offer for a key no committee registered"

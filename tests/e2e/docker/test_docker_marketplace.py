@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,32 +22,18 @@ import pytest
 from node.chain.client import ChainClient
 from node.chain.market import JobState, Market
 from node.config.loader import load_config
+from node.devnet.launcher import capa_command, free_ports, port_listening
 
 from .conftest import REPO, SETUP_TIMEOUT, Docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(SETUP_TIMEOUT + 900)]
 
-CAPA = [sys.executable, "-c", "from node.cli.main import main; main()"]
 UPPER = REPO / "workloads" / "wasm" / "upper.wasm"
 NODES = ("verifier-1", "verifier-2", "provider-1", "provider-2", "client")
 PROVIDERS = ("provider-1", "provider-2")
 HEALTHY_WITHIN_SECONDS = 420
 OFFERS_WITHIN_SECONDS = 180
 BPS = 10_000
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _wait_all_healthy(docker: Docker, project: str, services: set[str]) -> None:
@@ -122,14 +106,16 @@ def _wait_for_offers(client_dir: Path, providers: set[str]) -> None:
 
 
 def _capa(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CAPA, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*capa_command(), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_compose_runs_the_marketplace_and_a_job_from_the_host_settles(
     docker: Docker, node_image: str, tmp_path: Path
 ) -> None:
     folder = tmp_path / "compose"
-    anvil_port = _free_port()
+    (anvil_port,) = free_ports(1)
     project = f"capamarket{uuid.uuid4().hex[:8]}"
     compose = [*docker.compose(), "--project-name", project, "--file", "docker-compose.yml"]
     env = {
@@ -198,4 +184,4 @@ def test_compose_runs_the_marketplace_and_a_job_from_the_host_settles(
     assert volumes.stdout.strip() == ""
     assert not folder.exists()
     assert len(ports) == 1 + 2 * len(NODES)
-    assert [port for port in sorted(ports) if _listening(port)] == []
+    assert [port for port in sorted(ports) if port_listening(port)] == []

@@ -337,6 +337,21 @@ async def keep_mining(url: str, every: float = 0.1) -> None:
             await trio.sleep(every)
 
 
+async def start_client(
+    nursery: trio.Nursery, anvil: AnvilNode, config: NodeConfig, actors: Actors, tmp_path: Path
+) -> RunningDaemon:
+    """The client daemon of `config`, on a chain that mines a block every 0.1 s."""
+    nursery.start_soon(keep_mining, anvil.rpc_url)
+    daemon: RunningDaemon = await nursery.start(
+        run_daemon,
+        config,
+        actors.client,
+        create_identity(tmp_path / "identity.key"),
+        DaemonHooks(handle_signals=False),
+    )
+    return daemon
+
+
 async def until(service: StateService, check: object, timeout: float = 60.0) -> None:
     seen = -1
     with trio.fail_after(timeout):
@@ -425,14 +440,7 @@ def test_a_refused_candidate_is_skipped_and_the_output_is_checked_against_the_ch
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
-            )
+            daemon = await start_client(nursery, anvil, config, actors, tmp_path)
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
             for provider in (stale, good, swapper, switcher):
@@ -537,14 +545,7 @@ def test_a_client_without_allow_sim_names_why_no_provider_can_take_the_job(
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
-            )
+            daemon = await start_client(nursery, anvil, config, actors, tmp_path)
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
             node = sim_only.start_node(market)
@@ -582,14 +583,7 @@ def test_a_provider_whose_input_store_is_too_small_is_passed_over_before_any_quo
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
-            )
+            daemon = await start_client(nursery, anvil, config, actors, tmp_path)
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
             small = _advertiser(market)
@@ -713,14 +707,7 @@ def test_a_job_submitted_before_any_offer_is_heard_waits_for_the_first(
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(handle_signals=False),
-            )
+            daemon = await start_client(nursery, anvil, config, actors, tmp_path)
             assert daemon.p2p is not None
             client_node = await daemon.p2p.wait_running()
             job_id = await submit(daemon, config, b"input", 1 << 1)

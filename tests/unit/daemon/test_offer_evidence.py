@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from node.api.models import EvidenceCheck, OfferList
-from node.daemon.api_backend import DaemonApiBackend, enclave_key_of
+from node.api.models import EvidenceCheck, OfferList, enclave_key_of
+from node.daemon.api_backend import DaemonApiBackend
 from node.daemon.client_offers import EvidenceVerdicts
 
 KEY = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

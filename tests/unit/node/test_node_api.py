@@ -479,8 +479,9 @@ def test_a_taken_api_port_is_one_line_naming_the_key(tmp_path: Path) -> None:
     import socket
 
     from node.api.server import ApiServer
-    from node.cli.node_run import _operator_error
+    from node.cli.node_run import OPERATOR_ERRORS
     from node.config.errors import PortInUse
+    from node.exception_groups import first_of
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -501,7 +502,7 @@ def test_a_taken_api_port_is_one_line_naming_the_key(tmp_path: Path) -> None:
 
         with pytest.raises(BaseException) as raised:
             trio.run(start)
-    found = _operator_error(raised.value)
+    found = first_of(raised.value, OPERATOR_ERRORS)
     assert isinstance(found, PortInUse), raised.value
     assert str(found) == (
         f"api.port: 127.0.0.1:{port} is already in use (another daemon on this machine?): "

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
+from node.exception_groups import first_of
 from node.p2p.config import P2PConfig
 from node.p2p.errors import ListenFailed
 from node.p2p.identity import Multiaddr, NodeIdentity
@@ -38,14 +39,6 @@ def _config(port: int) -> P2PConfig:
     )
 
 
-def _listen_failure(exc: BaseException) -> ListenFailed | None:
-    if isinstance(exc, ListenFailed):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        return next(filter(None, map(_listen_failure, exc.exceptions)), None)
-    return None
-
-
 def test_a_node_that_cannot_listen_refuses_to_start(taken_port: int) -> None:
     node = P2PNode(NodeIdentity.generate(), _config(taken_port))
 
@@ -56,7 +49,7 @@ def test_a_node_that_cannot_listen_refuses_to_start(taken_port: int) -> None:
 
     with pytest.raises(BaseException) as raised:
         trio.run(start)
-    found = _listen_failure(raised.value)
+    found = first_of(raised.value, ListenFailed)
     assert found is not None, raised.value
     assert str(found) == (
         f"p2p.listen_addrs: cannot listen on /ip4/127.0.0.1/tcp/{taken_port} (the port "
