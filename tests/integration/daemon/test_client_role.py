@@ -338,7 +338,12 @@ async def keep_mining(url: str, every: float = 0.1) -> None:
 
 
 async def start_client(
-    nursery: trio.Nursery, anvil: AnvilNode, config: NodeConfig, actors: Actors, tmp_path: Path
+    nursery: trio.Nursery,
+    anvil: AnvilNode,
+    config: NodeConfig,
+    actors: Actors,
+    tmp_path: Path,
+    hooks: DaemonHooks | None = None,
 ) -> RunningDaemon:
     """The client daemon of `config`, on a chain that mines a block every 0.1 s."""
     nursery.start_soon(keep_mining, anvil.rpc_url)
@@ -347,7 +352,7 @@ async def start_client(
         config,
         actors.client,
         create_identity(tmp_path / "identity.key"),
-        DaemonHooks(handle_signals=False),
+        hooks or DaemonHooks(handle_signals=False),
     )
     return daemon
 
@@ -656,17 +661,9 @@ def test_offers_are_still_heard_after_the_p2p_node_restarts(
 
     async def scenario() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(keep_mining, anvil.rpc_url)
-            daemon: RunningDaemon = await nursery.start(
-                run_daemon,
-                config,
-                actors.client,
-                create_identity(tmp_path / "identity.key"),
-                DaemonHooks(
-                    handle_signals=False,
-                    p2p_policy=SupervisorPolicy(restart_backoff_s=0.2, peer_poll_interval_s=0.2),
-                ),
-            )
+            policy = SupervisorPolicy(restart_backoff_s=0.2, peer_poll_interval_s=0.2)
+            hooks = DaemonHooks(handle_signals=False, p2p_policy=policy)
+            daemon = await start_client(nursery, anvil, config, actors, tmp_path, hooks)
             supervisor = daemon.p2p
             assert supervisor is not None
             first = await supervisor.wait_running()
