@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from node.api.models import enclave_key_of
 from node.chain.client import ChainClient
 from node.chain.market import JobState, Market
 from node.config.loader import load_config
@@ -82,26 +83,35 @@ def _wait_all_healthy(docker: Docker, project: str, services: set[str]) -> None:
         )
 
 
-def _client_api(client_dir: Path, path: str) -> Any:
-    url = (client_dir / "api.url").read_text().strip()
-    token = (client_dir / "api.token").read_text().strip()
+def _node_api(node_dir: Path, path: str) -> Any:
+    url = (node_dir / "api.url").read_text().strip()
+    token = (node_dir / "api.token").read_text().strip()
     answer = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5)
     answer.raise_for_status()
     return answer.json()
 
 
-def _wait_for_offers(client_dir: Path, providers: set[str]) -> None:
-    """Until the client's offer book holds an offer of every provider (the daemons are other
-    processes: their API is asked again, with a deadline)."""
+def _registered_keys(node_dir: Path) -> set[str]:
+    keys = _node_api(node_dir, "/v1/status")["provider"]["keys"]
+    return {k["enclave_key"].lower() for k in keys if k["status"] == "registered"}
+
+
+def _wait_for_offers(client_dir: Path, provider_dirs: list[Path]) -> None:
+    """Until the client's offer book holds an offer for every key each provider registered,
+    so a job for any workload they serve can be matched (the daemons are other processes:
+    their APIs are asked again, with a deadline)."""
     deadline = time.monotonic() + OFFERS_WITHIN_SECONDS
-    seen: set[str] = set()
-    while not providers <= seen:
-        assert time.monotonic() < deadline, f"offers of {providers - seen} never reached the client"
+    missing = [d.name for d in provider_dirs]
+    while missing:
+        assert time.monotonic() < deadline, f"offers of {missing} never reached the client"
         try:
-            offers = _client_api(client_dir, "/v1/offers")["offers"]
-            seen = {str(o.get("provider", "")).lower() for o in offers}
-        except (httpx.HTTPError, OSError, KeyError, ValueError):
-            seen = set()
+            rows = _node_api(client_dir, "/v1/offers")["offers"]
+            offered = {(enclave_key_of(o["body"]) or "").lower() for o in rows}
+            missing = [
+                d.name for d in provider_dirs if not (keys := _registered_keys(d)) or keys - offered
+            ]
+        except (httpx.HTTPError, OSError, KeyError, TypeError, ValueError):
+            pass
         time.sleep(0.5)
 
 
@@ -136,7 +146,7 @@ def test_compose_runs_the_marketplace_and_a_job_from_the_host_settles(
             config = load_config(folder / name / "capa.toml", env={})
             ports.add(int(config.p2p.listen_addrs[0].split("/")[4]))
             ports.add(int((folder / name / "api.url").read_text().strip().rsplit(":", 1)[1]))
-        _wait_for_offers(folder / "client", {addresses[p] for p in PROVIDERS})
+        _wait_for_offers(folder / "client", [folder / p for p in PROVIDERS])
 
         # The user's side, on the host: the client config in the shared folder.
         (tmp_path / "words").write_bytes(b"sealed outside the enclave")
